@@ -1,0 +1,3 @@
+from workhub.cli import main
+
+main()

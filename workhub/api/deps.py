@@ -1,0 +1,56 @@
+"""Request-scoped helpers shared by the routers."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+
+from fastapi import Request
+
+from workhub.config import Settings
+from workhub.db.pool import Database
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def db_of(request: Request) -> Database:
+    return request.app.state.db
+
+
+@lru_cache(maxsize=64)
+def _networks(cidrs: tuple[str, ...]):
+    return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def client_ip(request: Request) -> str:
+    """The caller's address: the socket peer, or X-Forwarded-For only when the peer is a trusted proxy.
+
+    The forwarded chain is read from the right, skipping trusted proxies, so a client cannot forge
+    its address by sending its own X-Forwarded-For."""
+    settings: Settings = request.app.state.settings
+    peer = request.client.host if request.client else "127.0.0.1"
+    trusted = _networks(tuple(settings.trusted_proxies))
+    if not trusted or not _in(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded:
+        return peer
+    hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(address: str, networks) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)

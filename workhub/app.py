@@ -1,0 +1,128 @@
+"""The app factory: settings, pool, routers, dashboard and background services wired together."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from workhub import __version__
+from workhub.api import errors, health
+from workhub.auth import FailedAuthLimiter
+from workhub.config import Settings, get_settings
+from workhub.db.pool import Database
+from workhub.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+workhub hands out daily, quota'd search-rank checks (keyword + product code) to a fleet of
+workers, keeps an exact ledger of every day's work in PostgreSQL, manages the proxy pool, tracks
+every client machine and raises alarms.
+
+* **Worker protocol** (`/api/allocate-work`, `/api/submit-result`, ...): optional fleet token.
+* **Customer API** (`/api/v1/slots`): `Authorization: Bearer <site key>` (or the admin key).
+* **Admin API** (`/api/admin/...`): `Authorization: Bearer <admin key>`.
+
+Every error is `{"error": {"code", "message", "details"}}` with a matching HTTP status.
+"""
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """HUB_DATABASE_URL, or the embedded server under HUB_DATA_DIR (started or joined)."""
+    if settings.database_url:
+        return settings.database_url
+    from workhub.db import embedded
+
+    return embedded.start(settings.data_dir / "pgdata", max_connections=settings.embedded_max_connections)
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    url = database_url or resolve_database_url(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await app.state.db.open()
+        services = [start(app) for start in _background_services(settings)]
+        services = [s for s in services if s is not None]
+        try:
+            yield
+        finally:
+            for service in reversed(services):
+                await service.stop()
+            await app.state.db.close()
+
+    app = FastAPI(title="workhub", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  openapi_tags=[
+                      {"name": "worker", "description": "The worker protocol: lease, submit, extend, release."},
+                      {"name": "customer", "description": "Work slots of a customer site."},
+                      {"name": "admin", "description": "Sites, proxies, clients, audit, maintenance."},
+                      {"name": "monitor", "description": "Monitoring, analysis and alerts."},
+                      {"name": "health", "description": "Liveness and readiness."},
+                  ])
+    app.state.settings = settings
+    app.state.db = Database(settings, url)
+    app.state.admin_key = settings.resolved_admin_key()
+    app.state.auth_limiter = FailedAuthLimiter(settings.auth_fail_limit)
+    app.state.expected_migrations = health.expected_migrations()
+
+    errors.install(app)
+    for router in _routers():
+        app.include_router(router)
+    _mount_extras(app)
+    app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def _routers():
+    from workhub.api import worker
+
+    routers = [health.router, worker.router]
+    # capability routers: each module exposes `router`
+    import importlib
+
+    for name in ("sites", "slots", "proxies", "clients", "maintenance", "monitor"):
+        try:
+            module = importlib.import_module(f"workhub.api.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"workhub.api.{name}":
+                raise
+            continue
+        routers.append(module.router)
+    return routers
+
+
+def _mount_extras(app: FastAPI) -> None:
+    """Metrics middleware and the dashboard, when those modules are present."""
+    import importlib
+
+    for name in ("workhub.api.metrics", "workhub.dashboard.views"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.install(app)
+
+
+def _background_services(settings: Settings):
+    """Callables that start a background service on the app and return it (with ``stop()``), or None."""
+    starters = []
+    if settings.scheduler_enabled:
+        try:
+            from workhub.scheduler import start_scheduler
+
+            starters.append(start_scheduler)
+        except ModuleNotFoundError as exc:
+            if exc.name != "workhub.scheduler":
+                raise
+    return starters
+
+
+def app_from_env() -> FastAPI:
+    """Entry point for `uvicorn --factory workhub.app:app_from_env` (multi-process serving)."""
+    return create_app()

@@ -1,0 +1,1 @@
+"""Domain logic, one module per capability: plain async functions over a connection."""

@@ -1,0 +1,1 @@
+"""Database access: the embedded server, migrations, the pool and the named queries."""

@@ -1,0 +1,90 @@
+"""Schema migrations: numbered SQL files in workhub/sql/migrations, applied by yoyo-migrations.
+
+yoyo records what is applied and runs each file in its own transaction; we add a PostgreSQL advisory
+lock around the whole run so that hub processes starting together apply each migration once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+import psycopg.sql
+
+from workhub.db.urls import redact
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK_ID = 0x776B6875_62  # "wkhub"
+
+
+def migrations_dir() -> Path:
+    return Path(str(resources.files("workhub") / "sql" / "migrations"))
+
+
+def _yoyo_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return "postgresql+psycopg://" + rest if scheme in ("postgresql", "postgres") else url
+
+
+@dataclass
+class MigrationState:
+    id: str
+    applied_at: datetime | None
+
+
+def status(url: str) -> list[MigrationState]:
+    from yoyo import get_backend, read_migrations
+
+    backend = get_backend(_yoyo_url(url))
+    migrations = read_migrations(str(migrations_dir()))
+    applied = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('_yoyo_migration')").fetchone()[0]:
+            applied = dict(conn.execute("SELECT migration_id, applied_at_utc FROM _yoyo_migration").fetchall())
+    backend.connection.close()
+    return [MigrationState(m.id, applied.get(m.id)) for m in migrations]
+
+
+def pending(url: str) -> list[str]:
+    return [m.id for m in status(url) if m.applied_at is None]
+
+
+def migrate(url: str, timezone: str, *, months_ahead: int = 2, weeks_ahead: int = 2) -> list[str]:
+    """Apply pending migrations, set the database TimeZone and create the current partitions.
+
+    Returns the ids applied (empty when the schema was current: running it twice is a no-op)."""
+    from yoyo import get_backend, read_migrations
+
+    with psycopg.connect(url, autocommit=True) as lock_conn:
+        lock_conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+        try:
+            backend = get_backend(_yoyo_url(url))
+            migrations = read_migrations(str(migrations_dir()))
+            with backend.lock():
+                todo = backend.to_apply(migrations)
+                applied = [m.id for m in todo]
+                if todo:
+                    log.info("applying migrations %s to %s", applied, redact(url))
+                    backend.apply_migrations(todo)
+            backend.connection.close()
+            _set_timezone(lock_conn, timezone)
+            lock_conn.execute(f"SET TimeZone = '{timezone}'")
+            lock_conn.execute("SELECT v1_hub_ensure_partitions(now(), %s, %s)", [months_ahead, weeks_ahead])
+        finally:
+            lock_conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_ID])
+    return applied
+
+
+def _set_timezone(conn: psycopg.Connection, timezone: str) -> None:
+    """So that CURRENT_DATE in an operator's ad-hoc query is the hub's work date."""
+    try:
+        conn.execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), "
+            + psycopg.sql.Literal(timezone).as_string(conn) + "); END $$")
+    except psycopg.Error as exc:  # not the owner (hosted databases): the hub sets it per connection anyway
+        log.warning("could not set the database TimeZone: %s", exc)

@@ -1,0 +1,104 @@
+"""The connection pool and the transaction helper every request goes through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from workhub.config import Settings
+from workhub.db.urls import redact
+from workhub.errors import HubError
+
+log = logging.getLogger(__name__)
+
+try:  # orjson parses the JSON replies of the ledger functions several times faster
+    import orjson
+
+    set_json_loads(orjson.loads)
+except ImportError:  # pragma: no cover
+    pass
+
+RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure: safe to run the transaction again
+
+
+def connect_kwargs(settings: Settings) -> dict:
+    return {
+        "options": f"-c TimeZone={settings.timezone} -c application_name=workhub",
+        "prepare_threshold": settings.prepare_threshold,
+        "autocommit": True,
+    }
+
+
+class Database:
+    """Owns the pool. ``async with db.transaction() as conn`` is one transaction on one connection."""
+
+    def __init__(self, settings: Settings, url: str):
+        self.settings = settings
+        self.url = url
+        self.pool = AsyncConnectionPool(
+            url,
+            min_size=settings.pool_min,
+            max_size=settings.pool_max,
+            max_idle=settings.pool_idle_timeout,
+            timeout=settings.pool_timeout,
+            kwargs=connect_kwargs(settings),
+            open=False,
+            reconnect_timeout=3600,
+        )
+
+    async def open(self) -> None:
+        # Don't wait for the database: the hub starts (and answers 503) while it is down.
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise database_unavailable(exc) from None
+        except psycopg.OperationalError as exc:
+            raise database_unavailable(exc) from None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        async with self.connection() as conn:
+            async with conn.transaction():
+                yield conn
+
+    async def run(self, fn, *args, attempts: int = 3, **kwargs):
+        """Run ``fn(conn, ...)`` in a transaction, again on a deadlock or serialization failure."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await fn(conn, *args, **kwargs)
+            except psycopg.Error as exc:
+                if exc.sqlstate in RETRYABLE and attempt < attempts:
+                    log.warning("retrying after %s (attempt %d)", exc.sqlstate, attempt)
+                    await asyncio.sleep(0.01 * attempt)
+                    continue
+                if isinstance(exc, psycopg.OperationalError):
+                    raise database_unavailable(exc) from None
+                raise
+
+    def stats(self) -> dict:
+        return self.pool.get_stats()
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+
+def database_unavailable(exc: Exception) -> HubError:
+    return HubError(503, "database_unavailable",
+                    "The database is not reachable right now; retry shortly.",
+                    {"reason": type(exc).__name__})
