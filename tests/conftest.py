@@ -166,3 +166,78 @@ async def database(settings):
 
 def run(coro):
     return asyncio.get_event_loop().run_until_complete(coro)
+
+
+# ---------------------------------------------------------------- hub processes (multi-process, kill tests)
+class HubProcess:
+    """`workhub serve` in a child process on a loopback port (real process: can be SIGKILLed)."""
+
+    def __init__(self, db_url: str, data_dir: Path, *, port: int | None = None, scheduler: bool = False,
+                 env: dict | None = None, workers: int = 1, server: str = "uvicorn"):
+        import sys
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(data_dir) / f"hub-{self.port}.log"
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "HUB_DATABASE_URL": db_url, "HUB_ADMIN_KEY": ADMIN_KEY,
+                    "HUB_DATA_DIR": str(data_dir), "HUB_TIMEZONE": TIMEZONE, "HUB_LOG_LEVEL": "WARNING",
+                    "HUB_SCHEDULER_ENABLED": "true" if scheduler else "false", **(env or {})}
+        self.args = [sys.executable, "-m", "workhub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                     "--workers", str(workers), "--server", server,
+                     "--scheduler" if scheduler else "--no-scheduler"]
+        self.proc = None
+
+    def start(self, timeout: float = 60) -> "HubProcess":
+        import subprocess
+
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=str(ROOT))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hub exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"hub did not become ready: {self.log_path.read_text()[-3000:]}")
+
+    def kill(self, sig: int = 9) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+@pytest.fixture
+def hub_processes(db_url, tmp_path):
+    """Factory: start N hub processes on this test's database; all are stopped at the end."""
+    started: list[HubProcess] = []
+
+    def start(n: int = 1, **kwargs) -> list[HubProcess]:
+        procs = [HubProcess(db_url, tmp_path / "hubdata", **kwargs) for _ in range(n)]
+        for p in procs:
+            p.start()
+            started.append(p)
+        return procs
+
+    yield start
+    for p in started:
+        p.stop()
