@@ -81,7 +81,7 @@ def _routers():
     from workhub.api import worker
 
     routers = [health.router, worker.router]
-    # capability routers: each module exposes `router`
+    # capability routers: each module exposes `router` (or a list `routers`)
     import importlib
 
     for name in ("sites", "slots", "proxies", "clients", "maintenance", "monitor"):
@@ -91,7 +91,7 @@ def _routers():
             if exc.name != f"workhub.api.{name}":
                 raise
             continue
-        routers.append(module.router)
+        routers.extend(getattr(module, "routers", None) or [module.router])
     return routers
 
 
