@@ -91,7 +91,20 @@ class FailedAuthLimiter:
 
 
 async def authenticate(request: Request, *, required: bool = True) -> Principal | None:
-    """Resolve the bearer key to a principal; 401 for a missing or wrong key when required."""
+    """Resolve the bearer key to a principal; 401 for a missing or wrong key when required.
+
+    The result is kept on the request, so a router that authenticates early (to log the caller even
+    when the body is invalid) does not look the key up twice."""
+    cached = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    principal = await _resolve(request, required=required)
+    if principal is not None:
+        request.state.principal = principal
+    return principal
+
+
+async def _resolve(request: Request, *, required: bool) -> Principal | None:
     from workhub.api.deps import client_ip
 
     state = request.app.state

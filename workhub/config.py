@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     proxy_cooldown_seconds: int = 600
     proxy_offline_after_seconds: int = 300
     proxy_ip_history_max: int = 50
+    proxy_history_days: int = 35  # daily usage_stats and state-change events kept per proxy
 
     # --- clients --------------------------------------------------------
     client_online_seconds: int = 600
@@ -71,6 +72,8 @@ class Settings(BaseSettings):
     alarm_success_rate: float = 0.80
     alarm_client_offline_seconds: int = 600
     alarm_proxy_available_ratio: float = 0.10
+    # a client counts for the offline alarm only if it was seen within this lookback
+    alarm_client_lookback_seconds: int = 86400
     alert_webhook_url: str | None = None
 
     # --- caching --------------------------------------------------------
@@ -88,10 +91,23 @@ class Settings(BaseSettings):
     partitions_months_ahead: int = 2
     partitions_weeks_ahead: int = 2
     backup_dir: Path | None = None
+    # where pg_dump/psql live; unset = search the embedded server, /usr/lib/postgresql/*/bin and PATH
+    pg_bin_dir: Path | None = None
+    scheduler_tick_seconds: float = 5.0  # how often the leader looks for due jobs
+    scheduler_leader_retry_seconds: float = 10.0  # how often a follower tries to become leader
+    maintenance_hour: int = Field(3, ge=0, le=23)  # local hour of the daily, weekly (Mon) and monthly (1st) jobs
+    maintenance_batch_size: int = 5000  # rows moved per archive transaction
+    maintenance_lock_timeout: str = "10s"  # partition DETACH/ATTACH gives up rather than stall the hot path
+    maintenance_runs_keep_days: int = 14  # successful minute-job records; every other run is kept
+    stats_rollup_days: int = 14  # the weekly rollup recomputes this many recent work dates
+    inactive_client_report_days: int = 7
 
     # --- webhooks -------------------------------------------------------
     webhook_timeout_seconds: float = 5.0
     webhook_max_attempts: int = 6
+    webhook_backoff_seconds: float = 30.0  # first retry after this, doubling each attempt
+    webhook_backoff_max_seconds: float = 3600.0
+    webhook_batch_size: int = 50
 
     @field_validator("timezone")
     @classmethod

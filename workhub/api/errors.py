@@ -86,6 +86,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(psycopg.errors.NumericValueOutOfRange)
     @app.exception_handler(psycopg.errors.InvalidDatetimeFormat)
     @app.exception_handler(psycopg.errors.StringDataRightTruncation)
+    @app.exception_handler(psycopg.DataError)  # the rest of SQLSTATE class 22, and NUL characters in text
     async def data_error(_: Request, exc: psycopg.Error):
         constraint = getattr(exc.diag, "constraint_name", None)
         return error_response(422, "validation_error", "A value is out of the allowed range.",

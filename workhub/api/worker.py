@@ -173,7 +173,7 @@ class ReleaseReply(BaseModel):
 async def _allocate(request: Request, body: AllocateRequest) -> Response:
     settings = settings_of(request)
     reply = await db_of(request).run(
-        allocation.allocate_work, settings, client_ip=client_ip(request),
+        allocation.allocate_work, settings, single_statement=True, client_ip=client_ip(request),
         instance_number=body.instance_number, user_folder_number=body.user_folder_number, count=body.count)
     # the ledger function already built the JSON: send it as is
     return Response(reply, media_type="application/json")
@@ -194,7 +194,7 @@ async def allocate_post(request: Request, body: AllocateRequest | None = None) -
 @router.post("/submit-result", response_model=SubmitReply, responses=ERRORS,
              summary="Submit the result of a leased package (idempotent)")
 async def submit_result(request: Request, body: SubmitRequest) -> dict:
-    return await db_of(request).run(results.submit_result, settings_of(request),
+    return await db_of(request).run(results.submit_result, settings_of(request), single_statement=True,
                                     client_ip=client_ip(request), **body.ledger_args())
 
 

@@ -43,6 +43,10 @@ def run_server(s, url: str) -> None:
     # child processes (several workers) find the database and settings through the environment
     os.environ["HUB_DATABASE_URL"] = url
     os.environ["HUB_SCHEDULER_ENABLED"] = "true" if s.scheduler_enabled else "false"
+    if s.workers > 1:  # metrics summed across the worker processes
+        from workhub.api.metrics import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(s.data_dir)
     if s.server == "granian":
         from granian import Granian
         from granian.constants import Interfaces
@@ -53,10 +57,11 @@ def run_server(s, url: str) -> None:
     import uvicorn
 
     if s.workers > 1:
+        # proxy_headers off: the app alone decides whom to believe (HUB_TRUSTED_PROXIES, api/deps.client_ip)
         uvicorn.run("workhub.app:app_from_env", factory=True, host=s.host, port=s.port, workers=s.workers,
-                    log_level=s.log_level.lower(), access_log=False)
+                    log_level=s.log_level.lower(), access_log=False, proxy_headers=False)
     else:
         from workhub.app import create_app
 
         uvicorn.run(create_app(s, url), host=s.host, port=s.port, log_level=s.log_level.lower(),
-                    access_log=False)
+                    access_log=False, proxy_headers=False)

@@ -27,6 +27,14 @@ except ImportError:  # pragma: no cover
 
 RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure: safe to run the transaction again
 
+# While the database is known to be down, a request waits at most this long for a connection before
+# answering 503 (instead of the full pool timeout), so workers get a clear answer at once.
+FAIL_FAST_SECONDS = 1.0
+# psycopg_pool's reconnect backoff doubles without bound (1, 2, 4, ... s) until reconnect_timeout; a short
+# timeout keeps the next attempt close: after giving up, the next request that waits starts a fresh attempt
+# at once, so the hub recovers within about a second of the database coming back.
+RECONNECT_TIMEOUT = 5.0
+
 
 def connect_kwargs(settings: Settings) -> dict:
     return {
@@ -50,8 +58,9 @@ class Database:
             timeout=settings.pool_timeout,
             kwargs=connect_kwargs(settings),
             open=False,
-            reconnect_timeout=3600,
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
+        self._down = False  # set by a failed connection or query, cleared by the next good connection
 
     async def open(self) -> None:
         # Don't wait for the database: the hub starts (and answers 503) while it is down.
@@ -62,12 +71,16 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
+        timeout = min(FAIL_FAST_SECONDS, self.settings.pool_timeout) if self._down else None
         try:
-            async with self.pool.connection() as conn:
+            async with self.pool.connection(timeout=timeout) as conn:
+                self._down = False
                 yield conn
         except PoolTimeout as exc:
+            self._down = True
             raise database_unavailable(exc) from None
         except psycopg.OperationalError as exc:
+            self._down = True
             raise database_unavailable(exc) from None
 
     @asynccontextmanager
@@ -76,10 +89,17 @@ class Database:
             async with conn.transaction():
                 yield conn
 
-    async def run(self, fn, *args, attempts: int = 3, **kwargs):
-        """Run ``fn(conn, ...)`` in a transaction, again on a deadlock or serialization failure."""
+    async def run(self, fn, *args, attempts: int = 3, single_statement: bool = False, **kwargs):
+        """Run ``fn(conn, ...)`` in a transaction, again on a deadlock or serialization failure.
+
+        ``single_statement=True`` is for functions that run exactly one statement (the ledger
+        functions of the hot path): the statement is its own transaction on the autocommit connection,
+        which saves the BEGIN and COMMIT round trips (3 -> 1 per request; see docs/performance.md)."""
         for attempt in range(1, attempts + 1):
             try:
+                if single_statement:
+                    async with self.connection() as conn:
+                        return await fn(conn, *args, **kwargs)
                 async with self.transaction() as conn:
                     return await fn(conn, *args, **kwargs)
             except psycopg.Error as exc:

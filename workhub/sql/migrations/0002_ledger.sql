@@ -1,7 +1,8 @@
 -- The daily ledger: each protocol call is one of these functions, so one database round trip.
 --
 -- Lock order (keeps every path deadlock-free):
---   allocation rows -> proxy rows (ascending id) -> tracking rows (ascending id).
+--   client row (touched first, holding nothing) -> allocation rows -> proxy rows (ascending id)
+--   -> tracking rows (ascending id).
 -- The allocator takes tracking and proxy rows with SKIP LOCKED, so it never waits while holding a lock;
 -- only when every open row is locked does it wait, holding nothing, for the best one.
 -- Every function takes the hub's clock (p_now) instead of calling now(), so roll-over is testable.
@@ -122,7 +123,10 @@ CREATE TRIGGER v1_hub_external_sites_updated BEFORE UPDATE ON v1_hub_external_si
 CREATE OR REPLACE FUNCTION v1_hub_allocate_work(
     p_client_ip inet, p_instance integer, p_folder integer, p_count integer,
     p_now timestamptz, p_lease_seconds integer, p_attempts_factor integer DEFAULT 3)
-RETURNS jsonb LANGUAGE plpgsql AS $$
+-- jit = off: the planner's row guesses for generate_series/unnest put this plan far above jit_above_cost,
+-- and on servers built with LLVM (e.g. Debian's PostgreSQL 15) compiling it took 3-5 s per call
+-- (EXPLAIN ANALYZE, see docs/performance.md); the real plan runs in under a millisecond without it.
+RETURNS jsonb LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
     d          date := p_now::date;   -- the session TimeZone is the hub's
     day_frac   double precision := extract(epoch FROM p_now - p_now::date::timestamptz) / 86400.0;
@@ -146,10 +150,12 @@ BEGIN
         FROM v1_hub_daily_work_tracking t
         JOIN v1_hub_work_slots s ON s.id = t.slot_id
         WHERE t.work_date = d
-          AND t.success_count + t.in_flight_count < t.target_count
+          AND t.success_count + t.in_flight_count < t.target_count   -- the open-rows index
+          AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
           AND s.is_active AND d BETWEEN s.start_date AND s.end_date
           AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
-          AND (s.pace = 'asap' OR t.success_count + t.in_flight_count < ceil(t.target_count * day_frac))
+          AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
+                                  < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
         ORDER BY t.fill_ratio, t.id
         LIMIT p_count
         FOR UPDATE OF t SKIP LOCKED) c;
@@ -161,10 +167,12 @@ BEGIN
             FROM v1_hub_daily_work_tracking t
             JOIN v1_hub_work_slots s ON s.id = t.slot_id
             WHERE t.work_date = d
-              AND t.success_count + t.in_flight_count < t.target_count
+              AND t.success_count + t.in_flight_count < t.target_count   -- the open-rows index
+              AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
               AND s.is_active AND d BETWEEN s.start_date AND s.end_date
               AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
-              AND (s.pace = 'asap' OR t.success_count + t.in_flight_count < ceil(t.target_count * day_frac))
+              AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
+                                      < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
             ORDER BY t.fill_ratio, t.id
             LIMIT 1
             FOR UPDATE OF t) c;
@@ -181,10 +189,11 @@ BEGIN
                        'block_image_cdn', s.block_image_cdn,
                        'block_img1a_cdn', s.block_img1a_cdn,
                        'block_thumbnail_cdn', s.block_thumbnail_cdn) AS settings,
-                   LEAST(t.target_count - t.success_count - t.in_flight_count,
+                   LEAST(LEAST(t.target_count, s.daily_work_count) - t.success_count - t.in_flight_count,
                          coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count) - t.allocated_count,
                          CASE WHEN s.pace = 'even'
-                              THEN ceil(t.target_count * day_frac)::integer - t.success_count - t.in_flight_count
+                              THEN ceil(LEAST(t.target_count, s.daily_work_count) * day_frac)::integer
+                                   - t.success_count - t.in_flight_count
                               ELSE p_count END,
                          p_count) AS cap
             FROM unnest(cand) WITH ORDINALITY AS o(id, rn)
@@ -279,8 +288,9 @@ BEGIN
     IF cand IS NOT NULL THEN
         IF EXISTS (SELECT 1 FROM v1_hub_proxies WHERE status = 'active' AND use_count < max_uses
                    AND (cooldown_until IS NULL OR cooldown_until <= p_now)) THEN
-            reason := 'daily_quota_reached';   -- usable proxies exist but are all momentarily busy
-            retry := 2;
+            -- usable proxies exist but concurrent allocations hold them all this instant
+            reason := 'no_proxy_available';
+            retry := 1;
         ELSE
             reason := 'no_proxy_available';
             retry := 15;
@@ -332,11 +342,20 @@ DECLARE
     applied   jsonb;
     completes boolean := false;
 BEGIN
+    -- before any ledger lock: registering a new client may wait on another transaction's insert
+    IF p_client_ip IS NOT NULL THEN
+        PERFORM v1_hub_touch_client(p_client_ip, p_now);
+    END IF;
     SELECT * INTO a FROM v1_hub_work_allocations WHERE allocation_key = p_key FOR UPDATE;
     IF NOT FOUND THEN
         RETURN jsonb_build_object('error', 'unknown_allocation_key');
     END IF;
     IF a.result_id IS NOT NULL THEN
+        INSERT INTO v1_hub_client_activity_logs
+            (reported_at, client_ip, instance_number, user_folder_number, action, status, slot_id,
+             allocation_id, detail)
+        VALUES (p_now, coalesce(p_client_ip, a.client_ip), a.instance_number, a.user_folder_number, 'submit',
+                'duplicate', a.slot_id, a.id, jsonb_build_object('result_id', a.result_id));
         RETURN jsonb_build_object('status', 'duplicate', 'result_id', a.result_id, 'counted', a.counted,
                                   'late', a.late);
     END IF;
@@ -434,9 +453,6 @@ BEGIN
     VALUES (p_now, coalesce(p_client_ip, a.client_ip), a.instance_number, a.user_folder_number, 'submit',
             p_status, p_execution_ms, a.slot_id, a.id,
             jsonb_build_object('result_id', rid, 'late', is_late, 'counted', is_counted));
-    IF p_client_ip IS NOT NULL THEN
-        PERFORM v1_hub_touch_client(p_client_ip, p_now);
-    END IF;
 
     -- the day is done: queue the site's webhook (transactional outbox)
     IF completes THEN
@@ -466,6 +482,9 @@ DECLARE
     outcomes jsonb := '[]';
     item jsonb;
 BEGIN
+    IF p_client_ip IS NOT NULL THEN   -- first, holding nothing (the per-item touches are then no-ops)
+        PERFORM v1_hub_touch_client(p_client_ip, p_now);
+    END IF;
     SELECT array_agg((x->>'allocation_key')::uuid) INTO keys FROM jsonb_array_elements(p_items) AS x;
     PERFORM 1 FROM v1_hub_work_allocations WHERE allocation_key = ANY (keys) ORDER BY id FOR UPDATE;
     PERFORM 1 FROM v1_hub_proxies

@@ -1,0 +1,98 @@
+"""Analysis (SPEC section 5, seed 000 sections 3.3, 3.4 and 6): per-client performance, the effect of
+each settings combination, block types, rank history and daily trends.
+
+Each function keeps the operations guide's grouping and formulas, so on the same data it returns the
+guide's numbers. Recent days come from the raw tables; days whose raw rows have been archived come
+from the daily rollups, which keeps long windows fast on large data. Results are cached: statistics
+5 minutes, dashboard data (trends, rank history) 1 minute.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from psycopg import AsyncConnection
+
+from workhub.config import Settings
+from workhub.core.monitor import cached
+from workhub.db import queries as q
+from workhub.errors import HubError
+
+
+def _plain(value):
+    """JSON-friendly values: Decimal -> float, dates -> ISO strings, inet -> str."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float, str, list, dict)):
+        return value
+    return str(value)
+
+
+def _rows(rows: list[dict]) -> list[dict]:
+    return [{k: _plain(v) for k, v in row.items()} for row in rows]
+
+
+def _check_range(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise HubError(422, "validation_error", f"{name} must be between {low} and {high}.",
+                       [{"field": name, "message": f"must be between {low} and {high}"}])
+
+
+@cached("stats")
+async def client_performance(conn: AsyncConnection, settings: Settings, day: date | None = None) -> list[dict]:
+    """Seed 3.3 for one work day (default today): tasks, instances, average time, successes per client."""
+    day = day or settings.work_date()
+    rows = await q.fetch_all(conn, "analysis_client_performance", {"day": day})
+    if not rows and day < settings.work_date():
+        rows = await q.fetch_all(conn, "analysis_client_performance_rollup", {"day": day})
+    out = _rows(rows)
+    for row in out:
+        row["success_rate"] = round(100.0 * row["successes"] / row["results"], 2) if row["results"] else None
+    return out
+
+
+@cached("stats")
+async def settings_effect(conn: AsyncConnection, settings: Settings, days: int = 7,
+                          min_sample: int = 10) -> list[dict]:
+    """Seed 3.4: results per settings combination since `days` days before today, with at least
+    `min_sample` results, best success rate first."""
+    _check_range("days", days, 1, 3660)
+    _check_range("min_sample", min_sample, 1, 1_000_000_000)
+    today = settings.work_date()
+    from_date = today - timedelta(days=days)
+    # raw rows are kept for retain_results_days; older days of the window come from the rollup
+    raw_from_date = max(from_date, today - timedelta(days=settings.retain_results_days))
+    raw_from = datetime.combine(raw_from_date, time.min, tzinfo=settings.tz)
+    rows = await q.fetch_all(conn, "analysis_settings_effect", {
+        "from_date": from_date, "raw_from": raw_from, "min_sample": min_sample})
+    return _rows(rows)
+
+
+@cached("stats")
+async def block_types(conn: AsyncConnection, settings: Settings, hours: int = 1) -> list[dict]:
+    """Seed 6 "high block rate": blocked results per block type over the last `hours` hours, with the
+    number (and up to 20 addresses) of affected clients."""
+    _check_range("hours", hours, 1, 24 * 90)
+    since = settings.now() - timedelta(hours=hours)
+    return _rows(await q.fetch_all(conn, "analysis_block_types", {"since": since}))
+
+
+@cached("dashboard")
+async def rank_history(conn: AsyncConnection, settings: Settings, slot_id: int, days: int = 30) -> list[dict]:
+    """The slot's rank per work day over the last `days` days (best, average, last seen)."""
+    _check_range("days", days, 1, 3660)
+    if await q.fetch_one(conn, "analysis_slot_exists", {"slot_id": slot_id}) is None:
+        raise HubError(404, "slot_not_found", f"There is no slot {slot_id}.", {"slot_id": slot_id})
+    from_date = settings.work_date() - timedelta(days=days - 1)
+    return _rows(await q.fetch_all(conn, "analysis_rank_history", {"slot_id": slot_id, "from_date": from_date}))
+
+
+@cached("dashboard")
+async def daily_trends(conn: AsyncConnection, settings: Settings, days: int = 14) -> list[dict]:
+    """Fleet-wide ledger per day for the last `days` days (today included), oldest first."""
+    _check_range("days", days, 1, 3660)
+    return _rows(await q.fetch_all(conn, "analysis_daily_trends", {
+        "to_date": settings.work_date(), "days": days}))

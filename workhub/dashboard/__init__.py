@@ -1,0 +1,1 @@
+"""The operator dashboard (server-rendered; `views.install(app)` wires it into the hub)."""
