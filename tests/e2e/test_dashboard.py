@@ -106,6 +106,11 @@ def seed_fleet(api: httpx.Client, sql, settings) -> dict:
             reply = api.post("/api/submit-result", json=body)
             assert reply.status_code == 200, reply.text
             submitted += 1
+    # the first proxy's agent reports its exit IP, then a new one: the old IP goes to the history
+    first_proxy = created.json()["ids"][0]
+    for ip in ("203.0.113.7", "203.0.113.8"):
+        beat = api.post(f"/api/proxies/{first_proxy}/heartbeat", json={"ip": ip})
+        assert beat.status_code == 200, beat.text
     # a couple of leases still in flight
     assert api.get("/api/allocate-work", params={"count": 2}).json()["status"] == "allocated"
 
@@ -227,6 +232,10 @@ def test_every_page_renders_with_data(page, api, sql, settings, tmp_path):
     shown = sum(int(t.split("/")[0]) for t in page.locator("tr[data-proxy] .bar em").all_inner_texts())
     assert shown == used > 0
     assert "secret-pw" not in page.content()  # passwords never listed
+    first = page.locator("tr[data-proxy]").first
+    expect(first).to_contain_text("203.0.113.8")
+    first.locator("summary").click()
+    expect(first.locator("details li")).to_contain_text("203.0.113.7")
     shot(page, "proxies", shot_dir)
 
     page.goto("/analysis")

@@ -17,7 +17,7 @@ def test_demo_loads_samples_runs_a_fleet_and_serves_the_dashboard(db_url, sql, t
     env = {**os.environ, "HUB_DATABASE_URL": db_url, "HUB_DATA_DIR": str(tmp_path / "hub"),
            "HUB_TIMEZONE": TIMEZONE, "HUB_LOG_LEVEL": "WARNING", "COLUMNS": "200"}
     env.pop("HUB_ADMIN_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "workhub", "demo", "--duration", "6", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "workhub", "demo", "--duration", "3", "--port", str(port),
                              "--workers", "3", "--no-keep-serving"], env=env, cwd=str(ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"

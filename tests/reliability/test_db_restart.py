@@ -138,7 +138,7 @@ def _restart_during_load(private_server, tmp_path, *, workers: int, duration: fl
 
 
 def test_database_restart_mid_load(private_server, tmp_path):
-    _restart_during_load(private_server, tmp_path, workers=6, duration=14, down_for=3, rounds=1)
+    _restart_during_load(private_server, tmp_path, workers=6, duration=10, down_for=2, rounds=1)
 
 
 @pytest.mark.slow

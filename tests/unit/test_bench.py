@@ -89,8 +89,8 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     """A very short run of every phase: the report has its structure and its numbers agree."""
     settings = make_settings(with_database(pg_admin_url, "postgres"), tmp_path)
     name = f"whbench_{os.getpid()}_{secrets.token_hex(3)}"
-    opts = bench.BenchOptions(workers=2, duration=1.0, warmup=0.3, p99_workers=3, batch_count=5,
-                              batch_workers=1, slots=20, proxies=40, scale=[1, 2], database=name,
+    opts = bench.BenchOptions(workers=2, duration=3.0, warmup=1.0, p99_workers=3, batch_count=5,
+                              batch_workers=1, slots=20, proxies=40, scale=[2], database=name,
                               large=True, large_slots=30, large_results=500)
     phases = []
     report = bench.run_bench(settings, pg_admin_url, opts, lambda p, d, t: phases.append(p))
@@ -98,7 +98,7 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     floor, cycles = report["floor"], report["cycles"]
     assert floor["tps"] > 0 and floor["clients"] == 2
     assert cycles["workers"] == 2 and cycles["errors"] == 0, cycles["first_error"]
-    assert cycles["cycles"] > 0 and cycles["cycles_per_s"] == round(cycles["cycles"] / 1.0, 1)
+    assert cycles["cycles"] > 0 and cycles["cycles_per_s"] == round(cycles["cycles"] / 3.0, 1)
     for call in ("allocate", "submit"):
         lat = cycles[call]
         assert lat["n"] > 0 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
@@ -108,8 +108,8 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     batch = report["batch"]
     assert batch["packages_per_s"] > 0 and batch["packages"] <= 5 * batch["requests"]
     assert report["batch_floor"]["packages_per_s"] == round(report["batch_floor"]["tps"] * 5, 1)
-    assert [row["processes"] for row in report["scale"]] == [1, 2]
-    assert report["scale"][0]["vs_first"] == 1.0 and all(r["cycles_per_s"] > 0 for r in report["scale"])
+    assert [row["processes"] for row in report["scale"]] == [2]
+    assert report["scale"][0]["vs_first"] == 1.0 and report["scale"][0]["cycles_per_s"] > 0
     large = report["large"]
     assert large["generate"]["counts"]["results"] >= 500 and large["cycles"]["cycles_per_s"] > 0
     assert all(e["status"] == 200 for e in large["endpoints"]), large["endpoints"]

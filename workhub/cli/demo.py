@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
         """Embedded database + sample data + a simulated fleet + the dashboard, in one command."""
         base = settings()
         s = base.model_copy(update={"data_dir": base.data_dir / "demo", "host": "127.0.0.1", "port": port,
-                                    "scheduler_enabled": True})
+                                    "scheduler_enabled": True, "log_level": "WARNING"})
         url = _prepare_database(s)
         admin_key = s.resolved_admin_key()
         created = asyncio.run(_seed(s, url))
@@ -169,7 +169,7 @@ async def _rotate_proxies(s: Settings, url: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=ROTATE_EVERY_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await _with_db(s, url, rotate)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import platform
@@ -98,7 +99,7 @@ def percentile(sorted_values, p: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (0 for an empty one)."""
     if not sorted_values:
         return 0.0
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100.0 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100.0 * len(sorted_values)) - 1))
     return float(sorted_values[k])
 
 

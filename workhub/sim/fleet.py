@@ -97,6 +97,7 @@ class FleetStats:
     results: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     released_keys: set[str] = field(default_factory=set)
     abandoned_keys: set[str] = field(default_factory=set)
+    lapsed_keys: set[str] = field(default_factory=set)        # released too late: the lease had expired
 
     @property
     def elapsed(self) -> float:
@@ -212,7 +213,13 @@ class FleetSimulator:
             stats.abandoned_keys.add(key)
             return
         if roll < cfg.abandon_rate + cfg.release_rate:
-            await client.release(key, "simulated worker gave up")
+            try:
+                await client.release(key, "simulated worker gave up")
+            except HubError as exc:
+                if exc.code != "allocation_expired":
+                    raise
+                stats.lapsed_keys.add(key)  # a slow machine: the lease ran out before we gave it back
+                return
             stats.released += 1
             stats.released_keys.add(key)
             return
