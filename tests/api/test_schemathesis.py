@@ -49,7 +49,7 @@ def test_api_conforms_to_its_schema(live_hub):
         operations += 1
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=6, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=5, deadline=None, derandomize=True, database=None,
                   phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
         def check(case):
             case.call_and_validate(base_url=live_hub.url, headers=AUTH, checks=CHECKS, timeout=30)

@@ -13,12 +13,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from tests.conftest import TIMEZONE, HubProcess
 from tests.reliability.load import Load, check_ledger, check_worker_view, expire_leases, hub_midnight_offset
 
-LEASE = 3
+LEASE = 120  # long enough for packages held across midnight; expiry is driven on the hub's clock
 
 
 def _start_before_midnight(db_url, data_dir, started: list, *, before: float, n: int = 2):
@@ -70,16 +71,24 @@ def _roll_over(db_url, tmp_path, sql, *, before: float, after: float, workers: i
     started: list[HubProcess] = []
     try:
         hubs, offset, midnight_real = _start_before_midnight(db_url, tmp_path / "hubdata", started, before=before)
-        assert hubs[0].proc.poll() is None
+        # packages leased before midnight and submitted after it, whatever the machine's speed
+        held = httpx.post(hubs[0].url + "/api/allocate-work", json={"count": 4}, timeout=30).json()["allocations"]
+        assert len(held) == 4 and {p["work_date"] for p in held} == {str(old_day)}
         load = Load([h.url for h in hubs], workers=workers, max_cycles=100_000,
                     duration=midnight_real - time.monotonic() + after, think=(0.0, 0.6), seed=11,
                     weights=(70, 15, 5, 5, 5)).run()
+        replies = [httpx.post(hubs[1].url + "/api/submit-result", timeout=30, json={
+            "allocation_key": p["allocation_key"], "status": "success", "execution_time_ms": 10}).json()
+            for p in held]
+        assert [r["status"] for r in replies] == ["accepted"] * 4 and all(r["counted"] for r in replies)
     finally:
         for h in started:
             h.stop()
+    assert sql.execute("SELECT count(*) FROM v1_hub_work_results WHERE allocation_key = ANY(%s::uuid[]) "
+                       "AND work_date = %s AND counted", ([p["allocation_key"] for p in held], old_day)
+                       ).fetchone()[0] == 4
 
-    time.sleep(LEASE + 0.5)
-    expire_leases(sql.info.dsn, clock_offset_seconds=offset)
+    expire_leases(sql.info.dsn, clock_offset_seconds=offset + LEASE + 60)
     totals = check_ledger(sql)
     check_worker_view(sql, load)
     assert totals["in_flight"] == 0
@@ -93,7 +102,9 @@ def _roll_over(db_url, tmp_path, sql, *, before: float, after: float, workers: i
     # leases of the old day submitted after midnight count on the old day (the allocation's work_date)
     crossing = sql.execute(f"SELECT count(*) FROM v1_hub_work_results WHERE work_date = %s "
                            f"AND (created_at AT TIME ZONE '{TIMEZONE}')::date = %s", (old_day, new_day)).fetchone()[0]
-    assert crossing > 0, "no result crossed midnight"
+    assert crossing > 0, ("no result crossed midnight", sql.execute(
+        "SELECT work_date, min(allocated_at), max(allocated_at), max(submitted_at), count(*) "
+        "FROM v1_hub_work_allocations GROUP BY 1").fetchall(), load.summary())
     # the new day's rows were created on demand, only for slots active that day
     rows = set(sql.execute("SELECT slot_id, work_date FROM v1_hub_daily_work_tracking").fetchall())
     assert {(s, new_day) for s in both} | {(s, old_day) for s in both} <= rows

@@ -132,7 +132,7 @@ async def test_rank_history_per_day(sql, database, settings):
     for rank in (9, 4, 6):
         reply = sql.execute("SELECT v1_hub_allocate_work('10.0.0.1', 1, 1, 1, now(), 300, 3)").fetchone()[0]
         key = reply["allocations"][0]["allocation_key"]
-        products = ('[{"code": "P1", "rank": %d, "page": 1}, {"code": "OTHER", "rank": 1}]' % rank)
+        products = f'[{{"code": "P1", "rank": {rank}, "page": 1}}, {{"code": "OTHER", "rank": 1}}]'
         sql.execute("SELECT v1_hub_submit_result(%s, 'success', 100, %s, 1, NULL, NULL, NULL, %s::jsonb, NULL, "
                     "'10.0.0.1', now())", [key, rank, products])
     # an archived day, known only from the rollup

@@ -10,11 +10,10 @@ import secrets
 import psycopg
 import pytest
 
+from tests.conftest import TIMEZONE, make_settings
 from workhub.core import bench, datagen
 from workhub.db import migrate
 from workhub.db.urls import with_database
-
-from tests.conftest import TIMEZONE, make_settings
 
 
 def test_percentiles_and_ratios():

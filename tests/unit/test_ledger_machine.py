@@ -153,7 +153,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.leases)
     @rule(data=st.data(), status=st.sampled_from(["success", "success", "failed", "blocked"]))
     def submit(self, data, status):
-        key = data.draw(st.sampled_from(sorted(self.leases)))
+        key = data.draw(st.sampled_from(list(self.leases)))
         self.model_submit(key, status, self.call("submit_result", **self.submit_args(key, status)))
 
     @rule(status=st.sampled_from(["success", "failed"]))
@@ -164,7 +164,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.leases)
     @rule(data=st.data())
     def submit_batch(self, data):
-        keys = data.draw(st.lists(st.sampled_from(sorted(self.leases)), min_size=1, max_size=4))
+        keys = data.draw(st.lists(st.sampled_from(list(self.leases)), min_size=1, max_size=4))
         statuses = [data.draw(st.sampled_from(["success", "failed", "blocked"])) for _ in keys]
         items = [{"allocation_key": k, "status": s, "execution_time_ms": 5} for k, s in zip(keys, statuses)]
         replies = self.call("submit_results", items=Jsonb(items), client_ip="127.0.0.1", now=self.now,
@@ -176,7 +176,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.leases)
     @rule(data=st.data())
     def release(self, data):
-        key = data.draw(st.sampled_from(sorted(self.leases)))
+        key = data.draw(st.sampled_from(list(self.leases)))
         lease = self.leases[key]
         reply = self.call("release_lease", allocation_key=key, reason="test", now=self.now, client_ip=None)
         if lease.status == "allocated":
@@ -193,7 +193,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.leases)
     @rule(data=st.data(), seconds=st.integers(1, 2400))
     def extend(self, data, seconds):
-        key = data.draw(st.sampled_from(sorted(self.leases)))
+        key = data.draw(st.sampled_from(list(self.leases)))
         lease = self.leases[key]
         reply = self.call("extend_lease", allocation_key=key, seconds=seconds, now=self.now,
                           max_lifetime_seconds=LEASE_MAX, client_ip=None)

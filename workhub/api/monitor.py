@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
@@ -15,7 +15,7 @@ from workhub.errors import not_found
 
 router = APIRouter(tags=["monitor"], dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 
-Fresh = Query(False, description="Bypass the cache (dashboard data 1 min, statistics 5 min)")
+Fresh = Annotated[bool, Query(description="Bypass the cache (dashboard data 1 min, statistics 5 min)")]
 
 
 @router.get("/api/monitor", summary="Live figures: slots, in-flight work, clients, proxies, today's ledger, alerts")
@@ -26,8 +26,8 @@ async def get_monitor(request: Request) -> dict:
 # ---------------------------------------------------------------- analysis
 @router.get("/api/admin/analysis/clients", summary="Performance per client for one day (guide 3.3)")
 async def client_performance(request: Request,
-                             day: date | None = Query(None, description="Work day (default today)"),
-                             fresh: bool = Fresh) -> dict:
+                             day: Annotated[date | None, Query(description="Work day (default today)")] = None,
+                             fresh: Fresh = False) -> dict:
     settings = settings_of(request)
     day = day or settings.work_date()
     rows = await db_of(request).run(analysis.client_performance, settings, day, fresh=fresh)
@@ -39,13 +39,13 @@ async def settings_effect(request: Request,
                           days: int = Query(7, ge=1, le=3660, description="Window: since this many days before today"),
                           min_sample: int = Query(10, ge=1, le=1_000_000_000,
                                                   description="Leave out combinations with fewer results"),
-                          fresh: bool = Fresh) -> dict:
+                          fresh: Fresh = False) -> dict:
     rows = await db_of(request).run(analysis.settings_effect, settings_of(request), days, min_sample, fresh=fresh)
     return {"days": days, "min_sample": min_sample, "combinations": rows}
 
 
 @router.get("/api/admin/analysis/blocks", summary="Blocked results per block type, affected clients (guide 6)")
-async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fresh: bool = Fresh) -> dict:
+async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fresh: Fresh = False) -> dict:
     rows = await db_of(request).run(analysis.block_types, settings_of(request), hours, fresh=fresh)
     return {"hours": hours, "block_types": rows}
 
@@ -53,13 +53,13 @@ async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fr
 @router.get("/api/admin/analysis/slots/{slot_id}/ranks", summary="Rank history of a slot, per work day",
             responses=error_responses(404))
 async def rank_history(request: Request, slot_id: int = Path(ge=1, le=2_147_483_647),
-                       days: int = Query(30, ge=1, le=3660), fresh: bool = Fresh) -> dict:
+                       days: int = Query(30, ge=1, le=3660), fresh: Fresh = False) -> dict:
     rows = await db_of(request).run(analysis.rank_history, settings_of(request), slot_id, days, fresh=fresh)
     return {"slot_id": slot_id, "days": days, "history": rows}
 
 
 @router.get("/api/admin/analysis/trends", summary="Fleet-wide ledger per day")
-async def daily_trends(request: Request, days: int = Query(14, ge=1, le=3660), fresh: bool = Fresh) -> dict:
+async def daily_trends(request: Request, days: int = Query(14, ge=1, le=3660), fresh: Fresh = False) -> dict:
     rows = await db_of(request).run(analysis.daily_trends, settings_of(request), days, fresh=fresh)
     return {"days": days, "trends": rows}
 

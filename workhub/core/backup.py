@@ -51,9 +51,13 @@ def candidate_dirs(settings: Settings) -> list[Path]:
         return [Path(settings.pg_bin_dir)]  # the operator chose: look nowhere else
     dirs: list[Path] = []
     try:
+        import warnings
+
         from workhub.db import embedded
 
-        dirs.append(embedded.bin_dir())
+        with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR; irrelevant here
+            warnings.simplefilter("ignore")
+            dirs.append(embedded.bin_dir())
     except Exception:  # noqa: BLE001 - pgserver not installed
         pass
     dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
@@ -81,7 +85,8 @@ def tool_version(path: Path) -> Tool | None:
     match = _VERSION.search(out)
     if not match:
         return None
-    return Tool(path, int(match.group(1)), out.strip().split(")")[-1].strip())
+    full = re.search(r"\(PostgreSQL\)\s+(\S+)", out)
+    return Tool(path, int(match.group(1)), f"{path.name} {full.group(1) if full else match.group(1)}")
 
 
 def find_tool(settings: Settings, name: str, server_major: int) -> Tool:

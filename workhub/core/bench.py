@@ -38,11 +38,11 @@ import sys
 import tempfile
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 import psycopg.sql
@@ -229,7 +229,7 @@ class Hub:
     """`workhub serve` (uvicorn or granian, K worker processes) on a loopback port."""
 
     def __init__(self, url: str, processes: int, server: str, admin_key: str, data_dir: Path,
-                 pool_max: int | None = None):
+                 pool_max: int | None = None, pool_min: int | None = None):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir / f"hub-{self.port}.log"
@@ -238,12 +238,14 @@ class Hub:
                     "HUB_LOG_LEVEL": "WARNING", "HUB_SCHEDULER_ENABLED": "false"})
         if pool_max:
             env["HUB_POOL_MAX"] = str(pool_max)
+        if pool_min:  # open the connections the load needs up front, as pgbench does
+            env["HUB_POOL_MIN"] = str(min(pool_min, pool_max or pool_min))
         self.env = env
         self.args = [sys.executable, "-m", "workhub", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                      "--workers", str(processes), "--server", server, "--no-scheduler"]
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90) -> "Hub":
+    def start(self, timeout: float = 90) -> Hub:
         import httpx
 
         self._log = open(self.log_path, "ab")
@@ -439,7 +441,7 @@ def conditions(settings: Settings, opts: BenchOptions, admin_url: str) -> dict:
         load = os.getloadavg()
     except OSError:  # pragma: no cover
         load = None
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+    return {"date": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
             "loadavg_at_start": [round(x, 2) for x in load] if load else None,
             "python": platform.python_version(), "platform": platform.platform(),
             "server": opts.server, "hub_processes": opts.hub_processes, "workers": opts.workers,
@@ -459,7 +461,8 @@ def run_bench(settings: Settings, admin_url: str, opts: BenchOptions, progress: 
     phase_s = opts.duration + opts.warmup
 
     def hub(processes: int) -> Hub:
-        return Hub(url, processes, opts.server, admin_key, workdir, opts.pool_max).start()
+        pool_min = math.ceil(max(opts.workers, opts.p99_workers, opts.batch_workers) / processes) + 1
+        return Hub(url, processes, opts.server, admin_key, workdir, opts.pool_max, pool_min).start()
 
     try:
         progress("prepare database", 0, 1)

@@ -7,9 +7,9 @@ function, kind and arguments, and `clear_cache()` empties it (tests, or after a 
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from cachetools import TTLCache
 from psycopg import AsyncConnection
@@ -19,7 +19,6 @@ from workhub.db import queries as q
 
 # ---------------------------------------------------------------- caching
 _caches: dict[str, TTLCache] = {}
-_locks: dict[tuple, asyncio.Lock] = {}
 _enabled = True
 
 

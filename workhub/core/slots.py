@@ -64,10 +64,10 @@ async def update_slot(conn: AsyncConnection, slot_id: int, changes: dict, *, sit
     current = await q.fetch_one(conn, "lock_slot", {"slot_id": slot_id, "site_id": site_id})
     if current is None:
         raise not_found("slot", slot_id)
-    for field in changes:
+    for field, value in changes.items():
         if field not in SLOT_FIELDS:
             raise _field_error(field, "this field cannot be changed")
-        if changes[field] is None and field in REQUIRED_FIELDS:
+        if value is None and field in REQUIRED_FIELDS:
             raise _field_error(field, "may not be null")
     merged = {**{f: current[f] for f in SLOT_FIELDS}, **changes}
     if merged["end_date"] < merged["start_date"]:
