@@ -122,19 +122,32 @@ class BodySizeLimit:
                 if too_big:
                     return await self._reject(scope, receive, send)
         received = 0
+        too_large = started = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large = True
                     raise _TooLarge
             return message
 
+        async def guarded_send(message):
+            # the framework may catch _TooLarge while parsing and answer 400 itself: that reply is
+            # replaced by the 413 below
+            nonlocal started
+            if too_large and not started:
+                return
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, limited_receive, send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
+            pass
+        if too_large and not started:
             await self._reject(scope, receive, send)
 
     async def _reject(self, scope, receive, send):
