@@ -50,12 +50,12 @@ class Scheduler:
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------ life cycle
-    def launch(self) -> "Scheduler":
+    def launch(self) -> Scheduler:
         """Starts the election/tick loop on the running event loop."""
         self._task = asyncio.create_task(self._run(), name="workhub-scheduler")
         return self
 
-    async def start(self) -> "Scheduler":
+    async def start(self) -> Scheduler:
         return self.launch()
 
     async def stop(self) -> None:

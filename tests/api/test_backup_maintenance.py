@@ -20,7 +20,7 @@ def cli(db_url: str, tmp_path: Path, *args: str, timeout: float = 180) -> subpro
     env = {**os.environ, "HUB_DATABASE_URL": db_url, "HUB_ADMIN_KEY": ADMIN_KEY, "HUB_TIMEZONE": TIMEZONE,
            "HUB_DATA_DIR": str(tmp_path / "hubdata"), "HUB_LOG_LEVEL": "WARNING", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "workhub", *args], env=env, cwd=str(ROOT), capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, check=False)
 
 
 def fingerprint(sql) -> dict[str, tuple[int, str]]:

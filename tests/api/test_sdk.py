@@ -143,15 +143,18 @@ def test_sdk_imports_nothing_else_from_workhub():
 
 
 def test_simulate_command_rejects_remote_hosts_and_runs_against_a_hub(hub, sql, settings):
+    from typer.testing import CliRunner
+
+    from workhub.cli import app
+
     arrange(sql, settings, target=5)
-    remote = subprocess.run([sys.executable, "-m", "workhub", "simulate", "--url", "http://192.0.2.10:8080",
-                             "--duration", "1"], capture_output=True, text=True, timeout=60)
-    assert remote.returncode != 0 and "loopback" in remote.stderr and "Traceback" not in remote.stderr
-    run = subprocess.run([sys.executable, "-m", "workhub", "simulate", "--url", hub.url, "--workers", "4",
-                          "--duration", "3", "--json", "--seed", "7"],
-                         capture_output=True, text=True, timeout=120, env={"HUB_ADMIN_KEY": ADMIN_KEY,
-                                                                          "PATH": "/usr/bin:/bin"})
-    assert run.returncode == 0, run.stderr
+    runner = CliRunner()
+    remote = runner.invoke(app, ["simulate", "--url", "http://192.0.2.10:8080", "--duration", "1"])
+    assert remote.exit_code == 1 and "is not a loopback address" in remote.output
+    assert "Traceback" not in remote.output
+    run = runner.invoke(app, ["simulate", "--url", hub.url, "--workers", "4", "--duration", "3", "--json",
+                              "--seed", "7"])
+    assert run.exit_code == 0, run.output
     summary = json.loads(run.stdout)
     assert summary["allocated"] >= 1 and summary["errors"] == {}
     done = sql.execute("SELECT success_count FROM v1_hub_daily_work_tracking").fetchone()[0]

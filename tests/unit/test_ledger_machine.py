@@ -272,5 +272,5 @@ class LedgerMachine(RuleBasedStateMachine):
 def test_ledger_state_machine(sql):
     LedgerMachine.conn = sql
     run_state_machine_as_test(LedgerMachine, settings=hyp_settings(
-        max_examples=30, stateful_step_count=30, deadline=None, derandomize=False,
+        max_examples=25, stateful_step_count=25, deadline=None, derandomize=False,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))

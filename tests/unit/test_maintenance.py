@@ -3,7 +3,7 @@ client counters. The hub clock is shifted through settings (clock_offset_seconds
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from tests.conftest import make_settings
@@ -15,7 +15,7 @@ SEOUL = ZoneInfo("Asia/Seoul")
 
 def at_clock(db_url, tmp_path, instant: datetime, **overrides):
     """Settings whose hub clock reads ``instant`` now."""
-    offset = (instant - datetime.now(timezone.utc)).total_seconds()
+    offset = (instant - datetime.now(UTC)).total_seconds()
     return make_settings(db_url, tmp_path, clock_offset_seconds=offset, **overrides)
 
 
@@ -57,7 +57,7 @@ async def test_midnight_rollover_in_seoul(database, db_url, sql, tmp_path):
 
 def test_due_slots_follow_the_hub_time_zone(settings):
     s = settings.model_copy(update={"maintenance_hour": 3})
-    now = datetime(2026, 3, 1, 17, 30, 42, tzinfo=timezone.utc)  # Monday 2 March 02:30:42 in Seoul
+    now = datetime(2026, 3, 1, 17, 30, 42, tzinfo=UTC)  # Monday 2 March 02:30:42 in Seoul
     slots = maintenance.due_slots(now, s)
     assert slots["minute"] == datetime(2026, 3, 2, 2, 30, tzinfo=SEOUL)
     assert slots["midnight"] == datetime(2026, 3, 2, 0, 0, tzinfo=SEOUL)

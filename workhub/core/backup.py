@@ -19,10 +19,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -79,7 +79,8 @@ _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 def tool_version(path: Path) -> Tool | None:
     try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=15).stdout
+        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=15,
+                             check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = _VERSION.search(out)

@@ -15,9 +15,10 @@ import importlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
