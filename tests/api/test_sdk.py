@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, HubThread, make_settings
+from tests.conftest import HubThread, make_settings
 from workhub.client import AsyncHubClient, HubClient, HubError
 from workhub.client._policy import RetryPolicy
 
@@ -78,9 +78,8 @@ def test_sync_client_cycle_and_safe_submit_retry(hub, sql, settings):
 def test_allocate_is_not_resent_after_a_lost_reply(hub, sql, settings):
     arrange(sql, settings)
     transport = FaultyTransport({"/api/allocate-work": ["lost_reply"]})
-    with HubClient(hub.url, retry=FAST, transport=transport) as client:
-        with pytest.raises(httpx.ReadTimeout):
-            client.allocate()
+    with HubClient(hub.url, retry=FAST, transport=transport) as client, pytest.raises(httpx.ReadTimeout):
+        client.allocate()
     # resending could have leased twice; the one lease taken simply expires if nobody submits it
     assert transport.calls == ["/api/allocate-work"]
     assert sql.execute("SELECT count(*) FROM v1_hub_work_allocations").fetchone()[0] == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
-from zoneinfo import ZoneInfo
 
 from tests.conftest import ADMIN_KEY, TIMEZONE, HubThread, make_settings
 

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import psycopg
@@ -63,7 +63,7 @@ class Load:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ control
-    def start(self) -> "Load":
+    def start(self) -> Load:
         self.deadline = time.monotonic() + self.duration
         for i in range(self.workers):
             t = threading.Thread(target=self._worker, args=(i,), daemon=True, name=f"load-{i}")
@@ -80,7 +80,7 @@ class Load:
             t.join(max(0.0, limit - time.monotonic()))
         assert not any(t.is_alive() for t in self._threads), "load threads did not stop"
 
-    def run(self) -> "Load":
+    def run(self) -> Load:
         self.start()
         self.join()
         return self
@@ -310,14 +310,14 @@ def hub_today(tz_name: str = "Asia/Seoul", offset_seconds: float = 0.0) -> date:
     """The hub's work date (its time zone, its clock), not this machine's local date."""
     from zoneinfo import ZoneInfo
 
-    return (datetime.now(timezone.utc) + timedelta(seconds=offset_seconds)).astimezone(ZoneInfo(tz_name)).date()
+    return (datetime.now(UTC) + timedelta(seconds=offset_seconds)).astimezone(ZoneInfo(tz_name)).date()
 
 
 def hub_midnight_offset(tz_name: str, seconds_before: float, now: datetime | None = None) -> float:
     """The HUB_CLOCK_OFFSET_SECONDS that puts the hub's clock ``seconds_before`` the next local midnight."""
     from zoneinfo import ZoneInfo
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     local = now.astimezone(ZoneInfo(tz_name))
     midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(tz_name))
     return (midnight - now).total_seconds() - seconds_before

@@ -102,8 +102,8 @@ def test_targeted_hostile_payloads(small_hub, sql):
         assert_error_contract(c.post("/api/submit-result", content=chunks(),
                                      headers={"content-type": "application/json"}), 413)
         # deeply nested JSON (under the size limit)
-        deep = '{"allocation_key": "%s", "status": "success", "execution_time_ms": 1, "result_data": %s}' % (
-            key, "[" * 20_000 + "]" * 20_000)
+        nested = "[" * 20_000 + "]" * 20_000
+        deep = '{"allocation_key": "' + key + '", "status": "success", "execution_time_ms": 1, "result_data": ' + nested + "}"
         assert_error_contract(c.post("/api/submit-result", content=deep.encode(),
                                      headers={"content-type": "application/json"}))
         # malformed JSON, wrong content type, not an object
@@ -157,7 +157,7 @@ def test_unicode_nul_and_sql_looking_strings(small_hub, sql):
         today = hub_today()
         base = {"code": "C1", "start_date": str(today), "end_date": str(today), "daily_work_count": 1,
                 "site_id": site["id"]}
-        keywords = ["노트북 🖥️ ‮gnp.exe", sql_like, "a\u200bb\u200dc", "ｆｕｌｌｗｉｄｔｈ", "\\x00", "%s %(x)s {}"]
+        keywords = ["노트북 🖥️ \u202egnp.exe", sql_like, "a\u200bb\u200dc", "ｆｕｌｌｗｉｄｔｈ", "\\x00", "%s %(x)s {}"]
         for i, kw in enumerate(keywords):
             r = c.post("/api/v1/slots", json={**base, "keyword": kw, "external_ref": f"u{i}"})
             assert r.status_code == 201, r.text

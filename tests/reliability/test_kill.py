@@ -82,7 +82,7 @@ def _kill_mid_load(hub_processes, sql, *, workers: int, duration: float, kill_af
 
 
 def test_hub_killed_mid_load(hub_processes, sql):
-    load, totals, lost = _kill_mid_load(hub_processes, sql, workers=8, duration=10, kill_after=3, slots=20,
+    load, totals, _lost = _kill_mid_load(hub_processes, sql, workers=8, duration=10, kill_after=3, slots=20,
                                         target=400)
     assert totals["success"] > 50 and totals["released"] > 0 and totals["expired"] > 0
     assert load.stored, "no results were acknowledged"
@@ -90,6 +90,6 @@ def test_hub_killed_mid_load(hub_processes, sql):
 
 @pytest.mark.slow
 def test_hub_killed_mid_load_long(hub_processes, sql):
-    load, totals, lost = _kill_mid_load(hub_processes, sql, workers=24, duration=45, kill_after=15, slots=200,
+    _load, totals, _lost = _kill_mid_load(hub_processes, sql, workers=24, duration=45, kill_after=15, slots=200,
                                         target=100)
     assert totals["success"] > 500

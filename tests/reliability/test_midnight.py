@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -52,7 +52,7 @@ def _start_before_midnight(db_url, data_dir, started: list, *, before: float, n:
 def _roll_over(db_url, tmp_path, sql, *, before: float, after: float, workers: int, target: int):
     tz = ZoneInfo(TIMEZONE)
     offset = hub_midnight_offset(TIMEZONE, before)
-    old_day = (datetime.now(timezone.utc) + timedelta(seconds=offset)).astimezone(tz).date()
+    old_day = (datetime.now(UTC) + timedelta(seconds=offset)).astimezone(tz).date()
     new_day = old_day + timedelta(days=1)
 
     both = [sql.execute("INSERT INTO v1_hub_work_slots (keyword, code, start_date, end_date, daily_work_count, "

@@ -41,7 +41,7 @@ def test_failed_authentication_is_rate_limited(db_url, tmp_path):
 
 
 def test_keys_stored_hashed_and_compared_in_constant_time(api, anon, sql, monkeypatch):
-    import workhub.auth as auth
+    from workhub import auth
 
     calls = []
     real = auth.hmac.compare_digest

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import hypothesis.strategies as st
-from hypothesis import HealthCheck, settings as hyp_settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis import HealthCheck
+from hypothesis import settings as hyp_settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from psycopg.types.json import Jsonb
 
 from workhub.db.queries import sql as named
@@ -17,7 +24,7 @@ from workhub.db.queries import sql as named
 LEASE = 300
 LEASE_MAX = 1800
 FACTOR = 3
-START = datetime(2030, 6, 15, 3, 0, tzinfo=timezone.utc)      # noon in Seoul: the day never rolls over
+START = datetime(2030, 6, 15, 3, 0, tzinfo=UTC)      # noon in Seoul: the day never rolls over
 TABLES = ("v1_hub_work_slots, v1_hub_daily_work_tracking, v1_hub_tracking_days, v1_hub_work_allocations, "
           "v1_hub_work_results, v1_hub_product_results, v1_hub_proxies, v1_hub_clients, "
           "v1_hub_client_activity_logs, v1_hub_audit_log, v1_hub_webhook_deliveries")

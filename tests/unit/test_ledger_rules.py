@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -13,7 +13,7 @@ from tests.conftest import TIMEZONE
 from workhub.core import allocation
 from workhub.db.queries import sql as named
 
-DAY_START = datetime(2030, 3, 10, 15, 0, tzinfo=timezone.utc)   # 00:00 on 2030-03-11 in Seoul
+DAY_START = datetime(2030, 3, 10, 15, 0, tzinfo=UTC)   # 00:00 on 2030-03-11 in Seoul
 
 
 def slot(sql, target: int, pace: str = "asap") -> int:

@@ -15,10 +15,10 @@ worker can install and vendor it alone.
             hub.submit(package.allocation_key, "success", execution_time_ms=outcome.ms, rank=outcome.rank)
 """
 
+from workhub.client.aio import AsyncHubClient, AsyncLeaseKeeper
 from workhub.client.errors import HubError, HubUnavailable, LeaseLost
 from workhub.client.models import AllocateReply, Package, SubmitOutcome
 from workhub.client.sync import HubClient, LeaseKeeper
-from workhub.client.aio import AsyncHubClient, AsyncLeaseKeeper
 
 __all__ = [
     "AllocateReply",

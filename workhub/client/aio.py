@@ -38,7 +38,7 @@ class AsyncHubClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def __aenter__(self) -> "AsyncHubClient":
+    async def __aenter__(self) -> AsyncHubClient:
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -73,7 +73,7 @@ class AsyncHubClient:
                          json={"reason": reason} if reason else {}, idempotent=True)
 
     def keep_lease(self, package: Package, *, seconds: int | None = None,
-                   every: float | None = None) -> "AsyncLeaseKeeper":
+                   every: float | None = None) -> AsyncLeaseKeeper:
         return AsyncLeaseKeeper(self, package, seconds=seconds, every=every)
 
 
@@ -108,7 +108,7 @@ class AsyncLeaseKeeper:
                 return
             self.expires_at = new_expiry
 
-    async def __aenter__(self) -> "AsyncLeaseKeeper":
+    async def __aenter__(self) -> AsyncLeaseKeeper:
         self._task = asyncio.create_task(self._run())
         return self
 

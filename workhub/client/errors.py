@@ -20,7 +20,7 @@ class HubError(Exception):
         self.retry_after = retry_after
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> "HubError":
+    def from_response(cls, response: httpx.Response) -> HubError:
         try:
             body = response.json()
             error = body["error"]

@@ -35,7 +35,7 @@ class Package:
                 f"keyword={self.keyword!r}, proxy={self.proxy.get('id')}, expires_at={self.expires_at.isoformat()})")
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> "Package":
+    def parse(cls, data: dict[str, Any]) -> Package:
         return cls(allocation_key=data["allocation_key"], expires_at=parse_time(data["expires_at"]),
                    work_date=data["work_date"], slot=data["slot"], settings=data["settings"],
                    proxy=data["proxy"])
@@ -49,7 +49,7 @@ class AllocateReply:
     retry_after_seconds: int | None = None
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> "AllocateReply":
+    def parse(cls, data: dict[str, Any]) -> AllocateReply:
         return cls(status=data["status"], allocations=[Package.parse(p) for p in data.get("allocations", [])],
                    reason=data.get("reason"), retry_after_seconds=data.get("retry_after_seconds"))
 
@@ -63,7 +63,7 @@ class SubmitOutcome:
     error: dict[str, Any] | None = None
 
     @classmethod
-    def parse(cls, data: dict[str, Any], allocation_key: str | None = None) -> "SubmitOutcome":
+    def parse(cls, data: dict[str, Any], allocation_key: str | None = None) -> SubmitOutcome:
         return cls(allocation_key=str(data.get("allocation_key", allocation_key)), status=data["status"],
                    result_id=data.get("result_id"), counted=data.get("counted"), error=data.get("error"))
 

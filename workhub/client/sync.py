@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,7 +36,7 @@ class HubClient:
     def close(self) -> None:
         self.http.close()
 
-    def __enter__(self) -> "HubClient":
+    def __enter__(self) -> HubClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -74,14 +74,14 @@ class HubClient:
                    json={"reason": reason} if reason else {}, idempotent=True)
 
     def keep_lease(self, package: Package, *, seconds: int | None = None,
-                   every: float | None = None) -> "LeaseKeeper":
+                   every: float | None = None) -> LeaseKeeper:
         return LeaseKeeper(self, package, seconds=seconds, every=every)
 
 
 def lease_plan(package: Package, seconds: int | None, every: float | None) -> tuple[int, float]:
     """Extend by the original lease length, a third of the way before it would lapse."""
-    remaining = (package.expires_at - datetime.now(timezone.utc)).total_seconds()
-    length = seconds or max(30, int(round(remaining)) or 300)
+    remaining = (package.expires_at - datetime.now(UTC)).total_seconds()
+    length = seconds or max(30, round(remaining))
     return length, every or max(0.5, min(remaining, length) / 3)
 
 
@@ -120,7 +120,7 @@ class LeaseKeeper:
                 return
             self.expires_at = new_expiry
 
-    def __enter__(self) -> "LeaseKeeper":
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 

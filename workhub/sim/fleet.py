@@ -11,8 +11,8 @@ import ipaddress
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -174,7 +174,7 @@ class FleetSimulator:
         seconds = max(0.0, min(seconds, deadline - time.monotonic()))
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _worker(self, index: int, client: AsyncHubClient, deadline: float) -> None:
