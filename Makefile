@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test test-fast test-slow browser bench lock lint audit clean
+.PHONY: install run demo test test-slow browser bench lock lint audit clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,7 @@ browser:
 test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+## The long soak variants (marked slow), which `make test` leaves out
 test-slow: install browser
 	$(BIN)/pytest -m slow $(PYTEST_ARGS)
 

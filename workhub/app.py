@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from workhub import __version__
-from workhub.api import errors, health
+from workhub.api import clients, errors, health, maintenance, metrics, monitor, proxies, sites, slots, worker
 from workhub.auth import FailedAuthLimiter
 from workhub.config import Settings, get_settings
 from workhub.db.pool import Database
+from workhub.dashboard import views as dashboard_views
 from workhub.logs import configure_logging
+from workhub.scheduler import start_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await app.state.db.open()
-        services = [start(app) for start in _background_services(settings)]
-        services = [s for s in services if s is not None]
+        services = [start_scheduler(app)] if settings.scheduler_enabled else []
         try:
             yield
         finally:
@@ -72,55 +73,17 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     errors.install(app)
     for router in _routers():
         app.include_router(router)
-    _mount_extras(app)
+    metrics.install(app)
+    dashboard_views.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
 
 def _routers():
-    from workhub.api import worker
-
     routers = [health.router, worker.router]
-    # capability routers: each module exposes `router` (or a list `routers`)
-    import importlib
-
-    for name in ("sites", "slots", "proxies", "clients", "maintenance", "monitor"):
-        try:
-            module = importlib.import_module(f"workhub.api.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"workhub.api.{name}":
-                raise
-            continue
+    for module in (sites, slots, proxies, clients, maintenance, monitor):
         routers.extend(getattr(module, "routers", None) or [module.router])
     return routers
-
-
-def _mount_extras(app: FastAPI) -> None:
-    """Metrics middleware and the dashboard, when those modules are present."""
-    import importlib
-
-    for name in ("workhub.api.metrics", "workhub.dashboard.views"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.install(app)
-
-
-def _background_services(settings: Settings):
-    """Callables that start a background service on the app and return it (with ``stop()``), or None."""
-    starters = []
-    if settings.scheduler_enabled:
-        try:
-            from workhub.scheduler import start_scheduler
-
-            starters.append(start_scheduler)
-        except ModuleNotFoundError as exc:
-            if exc.name != "workhub.scheduler":
-                raise
-    return starters
 
 
 def app_from_env() -> FastAPI:

@@ -11,7 +11,6 @@ same slot run it once. Runs by hand (scheduled_for NULL) always run.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import socket
@@ -24,6 +23,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from workhub.config import Settings
+from workhub.core import alarms, allocation, proxies, webhooks
 from workhub.db import queries as q
 from workhub.errors import HubError
 
@@ -81,22 +81,6 @@ class JobRun:
             return None
         self.rows[name] = result
         return result
-
-    async def optional_step(self, name: str, module_name: str, attr: str,
-                            call: Callable[[Callable], Awaitable[Any]]) -> Any:
-        """A step provided by another capability's module; recorded as skipped while it is absent."""
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            self.rows[name] = "skipped: not installed"
-            return None
-        fn = getattr(module, attr, None)
-        if fn is None:
-            self.rows[name] = "skipped: not installed"
-            return None
-        return await self.step(name, lambda: call(fn))
 
 
 # ---------------------------------------------------------------- running and recording
@@ -204,8 +188,6 @@ async def minute_job(run: JobRun) -> None:
     db, settings = run.db, run.settings
 
     async def expire() -> int:
-        from workhub.core import allocation
-
         batch, total = settings.maintenance_batch_size, 0
         for _ in range(MAX_BATCHES):
             n = await db.run(allocation.expire_leases, settings, batch)
@@ -215,17 +197,14 @@ async def minute_job(run: JobRun) -> None:
         return total
 
     await run.step("expire_leases", expire)
-    await run.optional_step("proxy_states", "workhub.core.proxies", "refresh_states",
-                            lambda fn: db.run(fn, settings))
+    await run.step("proxy_states", lambda: db.run(proxies.refresh_states, settings))
     # alarms: evaluate in a transaction, then notify after commit (the alarms module's own tick)
-    await run.optional_step("alarms", "workhub.core.alarms", "evaluate_and_notify", lambda fn: fn(db, settings))
-    await run.optional_step("webhooks", "workhub.core.webhooks", "deliver_due", lambda fn: fn(db, settings))
+    await run.step("alarms", lambda: alarms.evaluate_and_notify(db, settings))
+    await run.step("webhooks", lambda: webhooks.deliver_due(db, settings))
     await run.step("client_counters", lambda: db.run(rollup_client_counters, settings))
 
 
 async def midnight_job(run: JobRun) -> None:
-    from workhub.core import allocation
-
     work_date = run.work_date
     created = await run.step("init_daily_work_tracking",
                              lambda: run.db.run(allocation.init_day, work_date))
