@@ -11,8 +11,8 @@ from workhub import __version__
 from workhub.api import clients, errors, health, maintenance, metrics, monitor, proxies, sites, slots, worker
 from workhub.auth import FailedAuthLimiter
 from workhub.config import Settings, get_settings
-from workhub.db.pool import Database
 from workhub.dashboard import views as dashboard_views
+from workhub.db.pool import Database
 from workhub.logs import configure_logging
 from workhub.scheduler import start_scheduler
 

@@ -4,53 +4,46 @@
 - site: per-site keys, 256 random bits, stored as SHA-256 (a fast hash is right for random keys:
   there is nothing to brute-force), shown once at creation or rotation.
 - fleet: HUB_FLEET_TOKEN, when set, guards the worker routes (the admin key is accepted too).
+- agent: a proxy's own heartbeat token (``whpx_...``, stored hashed on the proxy), valid only for that
+  proxy's heartbeat.
+Key formats and hashing live in workhub.keys.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 
-from fastapi import Request
+from cachetools import TTLCache
+from fastapi import Path, Request
 
 from workhub.db import queries as q
 from workhub.errors import HubError
-
-SITE_KEY_PREFIX = "whs_"
+from workhub.keys import AGENT_TOKEN_PREFIX, SITE_KEY_PREFIX, hash_key
+from workhub.web import client_ip
 
 
 @dataclass(frozen=True)
 class Principal:
-    role: str  # "admin" | "site" | "fleet"
+    role: str  # "admin" | "site" | "fleet" | "agent"
     site_id: int | None = None
     name: str = ""
+    proxy_id: int | None = None  # for an agent: the proxy its token belongs to
 
     @property
     def actor(self) -> str:
         """What the audit log records as changed_by (never the key itself)."""
         if self.role == "site":
             return f"site:{self.site_id}:{self.name}"[:100]
+        if self.role == "agent":
+            return f"agent:{self.proxy_id}"
         return self.role
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
-
-
-def new_site_key() -> str:
-    return SITE_KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def key_prefix(key: str) -> str:
-    return key[:10]
 
 
 def bearer(request: Request) -> str | None:
@@ -62,15 +55,21 @@ def bearer(request: Request) -> str | None:
 
 
 class FailedAuthLimiter:
-    """Counts failed authentications per source IP over a sliding minute (per hub process)."""
+    """Counts failed authentications per source IP over a sliding minute (per hub process).
 
-    def __init__(self, limit: int, window: float = 60.0):
+    Memory is bounded by a TTL cache: an address is forgotten ``window`` seconds after its last failure,
+    and past ``max_addresses`` the least recently failing addresses go first, so a spray of source
+    addresses cannot wipe the counters of the others."""
+
+    def __init__(self, limit: int, window: float = 60.0, max_addresses: int = 10_000):
         self.limit = limit
         self.window = window
-        self._fails: dict[str, deque] = defaultdict(deque)
+        self._fails: TTLCache[str, deque] = TTLCache(maxsize=max_addresses, ttl=window, timer=time.monotonic)
 
     def _trim(self, ip: str, now: float) -> deque:
-        fails = self._fails[ip]
+        fails = self._fails.get(ip)
+        if fails is None:
+            return deque()
         while fails and fails[0] < now - self.window:
             fails.popleft()
         return fails
@@ -85,28 +84,29 @@ class FailedAuthLimiter:
                            {"retry_after_seconds": retry})
 
     def record_failure(self, ip: str) -> None:
-        self._trim(ip, time.monotonic()).append(time.monotonic())
-        if len(self._fails) > 10_000:  # bound memory under a spray of addresses
-            self._fails.clear()
+        now = time.monotonic()
+        fails = self._trim(ip, now)
+        fails.append(now)
+        self._fails[ip] = fails  # (re)sets the entry's expiry to a window after this failure
 
 
-async def authenticate(request: Request, *, required: bool = True) -> Principal | None:
+async def authenticate(request: Request, *, required: bool = True,
+                       agent_for: int | None = None) -> Principal | None:
     """Resolve the bearer key to a principal; 401 for a missing or wrong key when required.
 
+    ``agent_for``: a proxy id whose own agent token is accepted too (the heartbeat route).
     The result is kept on the request, so a router that authenticates early (to log the caller even
     when the body is invalid) does not look the key up twice."""
     cached = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = await _resolve(request, required=required)
+    principal = await _resolve(request, required=required, agent_for=agent_for)
     if principal is not None:
         request.state.principal = principal
     return principal
 
 
-async def _resolve(request: Request, *, required: bool) -> Principal | None:
-    from workhub.api.deps import client_ip
-
+async def _resolve(request: Request, *, required: bool, agent_for: int | None = None) -> Principal | None:
     state = request.app.state
     ip = client_ip(request)
     limiter: FailedAuthLimiter = state.auth_limiter
@@ -128,6 +128,11 @@ async def _resolve(request: Request, *, required: bool) -> Principal | None:
             if not site["is_active"]:
                 raise HubError(403, "site_disabled", "This site is disabled.")
             return Principal("site", site_id=site["id"], name=site["name"])
+    if agent_for is not None and token.startswith(AGENT_TOKEN_PREFIX):
+        async with state.db.connection() as conn:
+            stored = await q.fetch_val(conn, "proxy_agent_token_hash", {"proxy_id": agent_for})
+        if stored is not None and hmac.compare_digest(stored.encode(), hash_key(token).encode()):
+            return Principal("agent", name="agent", proxy_id=agent_for)
     limiter.record_failure(ip)
     raise HubError(401, "unauthorized", "The key is not valid.")
 
@@ -154,4 +159,14 @@ async def require_fleet(request: Request) -> Principal | None:
     principal = await authenticate(request)
     if principal.role not in ("fleet", "admin"):
         raise HubError(403, "forbidden", "Worker routes need the fleet token.")
+    return principal
+
+
+async def require_proxy_agent(request: Request, proxy_id: int = Path(ge=1, le=2_147_483_647)) -> Principal:
+    """A proxy's heartbeat: always authenticated, by the fleet token (when set), the admin key, or the
+    proxy's own agent token (another proxy's token is not valid here). With neither a fleet token nor
+    an agent token configured, only the admin key works."""
+    principal = await authenticate(request, agent_for=proxy_id)
+    if principal.role not in ("admin", "fleet", "agent"):
+        raise HubError(403, "forbidden", "Heartbeats need the proxy's agent token, the fleet token or the admin key.")
     return principal

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workhub.keys import new_admin_key
 
 
 class Settings(BaseSettings):
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
         ZoneInfo(value)  # raises for an unknown zone
         return value
 
+    @field_validator("prepare_threshold", mode="before")
+    @classmethod
+    def _threshold_none(cls, value):
+        """`HUB_PREPARE_THRESHOLD=` (empty), `none` or `null` disable prepared statements (PgBouncer)."""
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+            return None
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
@@ -146,7 +155,7 @@ class Settings(BaseSettings):
         if path.exists():
             return path.read_text().strip()
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = "whadm_" + secrets.token_urlsafe(32)
+        key = new_admin_key()
         path.write_text(key + "\n")
         path.chmod(0o600)
         return key

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import re
 
+from workhub.keys import PREFIXES
+
 _PATTERNS = [
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"), r"\1***"),
-    (re.compile(r"(?i)\b(whs|whadm)_[A-Za-z0-9_-]{8,}"), r"\1_***"),
+    # every secret the hub generates (admin and site keys, agent tokens, webhook secrets): keep the prefix
+    (re.compile(r"(?i)\b(" + "|".join(re.escape(p.rstrip("_")) for p in PREFIXES) + r")_[A-Za-z0-9_-]{8,}"),
+     r"\1_***"),
     (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
     (re.compile(r"(?i)(\"?(?:password|secret|api_key|token)\"?\s*[:=]\s*\"?)[^\"',\s}]+"), r"\1***"),
 ]

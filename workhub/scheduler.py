@@ -27,6 +27,7 @@ import psycopg
 
 from workhub.config import Settings
 from workhub.core import maintenance
+from workhub.db import queries as q
 from workhub.db.pool import connect_kwargs
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ class Scheduler:
             self._lock_conn = await psycopg.AsyncConnection.connect(
                 self.db.url, **{**connect_kwargs(self.settings), "prepare_threshold": None},
                 connect_timeout=10)
-        cur = await self._lock_conn.execute("SELECT pg_try_advisory_lock(%s)", [LEADER_LOCK_ID])
+        cur = await self._lock_conn.execute(q.sql("try_advisory_lock"), {"lock_id": LEADER_LOCK_ID})
         got = (await cur.fetchone())[0]
         if got:
             self.is_leader = True
@@ -106,7 +107,7 @@ class Scheduler:
     async def _check_lock(self) -> None:
         """A leader whose lock connection died has lost the lock (another process may hold it now)."""
         try:
-            await self._lock_conn.execute("SELECT 1")
+            await self._lock_conn.execute(q.sql("ping"))
         except psycopg.Error:
             log.warning("scheduler %s lost its lock connection; no longer the leader", self.name)
             await self._resign()
@@ -119,7 +120,7 @@ class Scheduler:
         if conn is not None and not conn.closed:
             with contextlib.suppress(Exception):
                 if was_leader:
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", [LEADER_LOCK_ID])
+                    await conn.execute(q.sql("advisory_unlock"), {"lock_id": LEADER_LOCK_ID})
             with contextlib.suppress(Exception):
                 await conn.close()
 

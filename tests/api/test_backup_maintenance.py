@@ -129,6 +129,10 @@ async def test_backup_wipe_restore_round_trip(database, settings, db_url, sql, t
     # restore in-process (the CLI's restore is a thin shell over it, exercised by the error test below)
     restored = backup.restore(settings, db_url, out)
     assert restored["bytes"] == out.stat().st_size
+    # the CLI backup is recorded as a maintenance run, so the dump holds its own run (still running then)
+    own_run = sql.execute("DELETE FROM v1_hub_maintenance_runs WHERE job = 'backup' RETURNING status, run_by"
+                          ).fetchall()
+    assert [tuple(r) for r in own_run] == [("running", "cli")]
     after = fingerprint(sql)
     assert after == before
     # the restored database works: the seed's dashboard query and the ledger functions
@@ -185,3 +189,15 @@ def test_backup_api_writes_into_the_backup_dir(db_url, tmp_path):
             assert "s3cret" not in made.text and "password" not in made.text.lower()
     finally:
         hub.stop()
+
+
+def test_cli_backup_defaults_to_the_backup_dir_and_is_recorded(db_url, sql, tmp_path):
+    made = cli(db_url, tmp_path, "backup")
+    assert made.returncode == 0, made.stderr + made.stdout
+    s = make_settings(db_url, tmp_path)  # HUB_DATA_DIR=tmp_path/hubdata, as the CLI ran with
+    files = backup.list_backups(s)
+    assert backup.backup_dir(s) == tmp_path / "hubdata" / "backups"
+    assert [f["name"] for f in files] == [backup.default_backup_name(s)]
+    run = sql.execute("SELECT status, run_by, rows_affected->'pg_dump'->>'file' FROM v1_hub_maintenance_runs "
+                      "WHERE job = 'backup'").fetchall()
+    assert [tuple(r) for r in run] == [("ok", "cli", str(backup.backup_dir(s) / files[0]["name"]))]

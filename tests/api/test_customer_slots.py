@@ -33,6 +33,27 @@ def test_create_is_idempotent_on_external_ref_and_get_shows_today(hub, api, sett
     assert count(sql, "v1_hub_work_slots") == 3
 
 
+def test_admin_create_without_site_is_idempotent_on_external_ref(api, settings, sql):
+    today = settings.work_date()
+    first = api.post("/api/v1/slots", json=slot_body(today, external_ref="admin-order-1"))
+    assert first.status_code == 201, first.text
+    assert first.json()["external_site_id"] is None
+    again = api.post("/api/v1/slots", json=slot_body(today, external_ref="admin-order-1", daily_work_count=99))
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"] and again.json()["daily_work_count"] == 5
+    assert sql.execute("SELECT count(*) FROM v1_hub_work_slots WHERE external_ref = 'admin-order-1'"
+                       ).fetchone()[0] == 1
+
+
+def test_slots_without_external_ref_are_never_duplicates(sql):
+    """The guide's INSERT (seed 000, 3.1: no site, no external_ref) may run any number of times."""
+    insert = ("INSERT INTO v1_hub_work_slots (keyword, code, start_date, end_date, daily_work_count) "
+              "VALUES ('no-ref', '3.1', CURRENT_DATE, CURRENT_DATE, 1)")
+    sql.execute(insert)
+    sql.execute(insert)
+    assert sql.execute("SELECT count(*) FROM v1_hub_work_slots WHERE keyword = 'no-ref'").fetchone()[0] == 2
+
+
 def test_validation_errors_name_fields_and_write_nothing(hub, api, settings, sql):
     site = new_site(api, "shop-validate")
     today = settings.work_date()
@@ -69,6 +90,10 @@ def test_validation_errors_name_fields_and_write_nothing(hub, api, settings, sql
         assert_error(shop.get(f"/api/v1/slots/{slot['id']}/progress",
                               params={"from": str(today), "to": str(today - timedelta(days=2))}),
                      422, "validation_error")
+        # the default 7-day range would start before year 1: a field error, not a 500
+        error = assert_error(shop.get(f"/api/v1/slots/{slot['id']}/progress", params={"to": "0001-01-03"}),
+                             422, "validation_error")
+        assert "to" in {d["field"] for d in error["details"]}
     assert count(sql, "v1_hub_work_slots") == 1
     assert audit_after_create == audit_before + 1  # only the one good create
     assert count(sql, "v1_hub_audit_log") == audit_after_create

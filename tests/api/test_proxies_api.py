@@ -32,15 +32,16 @@ def add_slot(sql, target: int = 100) -> None:
 def test_concurrent_heartbeats_rotate_exactly_once(api, anon, sql):
     add_slot(sql)
     [pid] = import_pool(api, 1, max_uses=3)
-    assert anon.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.1"}).status_code == 200
+    assert api.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.1"}).status_code == 200
     assert len(anon.get("/api/allocate-work", params={"count": 3}).json()["allocations"]) == 3
-    exhausted = anon.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.1"}).json()
+    exhausted = api.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.1"}).json()
     assert exhausted["rotate"] is True and exhausted["status"] == "exhausted" and exhausted["uses_left"] == 0
 
     barrier = threading.Barrier(16, timeout=30)
 
     def beat(_):
-        with httpx.Client(base_url=str(anon.base_url), timeout=30) as client:
+        with httpx.Client(base_url=str(api.base_url), headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                          timeout=30) as client:
             barrier.wait()
             return client.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.2"}).json()
 
@@ -120,6 +121,30 @@ def test_heartbeat_authorisation(db_url, tmp_path, sql):
     finally:
         hub.stop()
     assert sql.execute("SELECT agent_token_hash <> %s FROM v1_hub_proxies WHERE id = %s", (token, pid)).fetchone()[0]
+
+
+def test_heartbeat_always_needs_a_key(api, anon, sql):
+    """No fleet token and a proxy without an agent token: still no anonymous heartbeat (it would reset
+    the use budget with a made-up IP); only the admin key, or the proxy's own token once issued."""
+    pid, other = import_pool(api, 2, max_uses=2)
+    body = {"ip": "198.51.100.6"}
+    assert anon.post(f"/api/proxies/{pid}/heartbeat", json=body).status_code == 401
+    for key in ("whpx_" + "x" * 43, "not-a-key", "whs_" + "y" * 43):
+        reply = anon.post(f"/api/proxies/{pid}/heartbeat", json=body, headers={"Authorization": f"Bearer {key}"})
+        assert reply.status_code == 401 and reply.json()["error"]["code"] == "unauthorized"
+    assert sql.execute("SELECT last_heartbeat IS NULL AND current_ip IS NULL FROM v1_hub_proxies WHERE id = %s",
+                       (pid,)).fetchone()[0]
+    assert api.post(f"/api/proxies/{pid}/heartbeat", json=body).status_code == 200
+    token = api.post(f"/api/admin/proxies/{pid}/agent-token").json()["agent_token"]
+    own = anon.post(f"/api/proxies/{pid}/heartbeat", json={"ip": "198.51.100.7"},
+                    headers={"Authorization": f"Bearer {token}"})
+    assert own.status_code == 200 and own.json()["rotated"] is True
+    # the token is good for its own proxy only, and not for any other route
+    assert anon.post(f"/api/proxies/{other}/heartbeat", json=body,
+                     headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert anon.get("/api/admin/proxies", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert anon.post("/api/proxies/999999/heartbeat", json=body,
+                     headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
 
 def run_cli_process(db_url: str, tmp_path, *args: str) -> subprocess.CompletedProcess:

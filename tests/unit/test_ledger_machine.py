@@ -243,8 +243,11 @@ class LedgerMachine(RuleBasedStateMachine):
     def change_daily_count(self, data, new_count):
         slot = self.slots[data.draw(st.sampled_from(sorted(self.slots)))]
         self.conn.execute("UPDATE v1_hub_work_slots SET daily_work_count = %s WHERE id = %s", (new_count, slot.id))
+        changed = new_count != slot.daily_work_count
         slot.daily_work_count = new_count
-        if self.day_initialised():
+        if not changed:
+            pass  # the same count again changes nothing (the trigger acts on a changed count only)
+        elif self.day_initialised():
             c = slot.counts
             c["target_count"] = max(new_count, c["success_count"] + c["in_flight_count"])
         else:

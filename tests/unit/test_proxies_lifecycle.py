@@ -116,7 +116,7 @@ async def test_listing_has_health_and_no_secrets(database, settings, sql):
     for package, outcome in zip(got["allocations"], outcomes):
         await database.run(results.submit_result, settings, allocation_key=package["allocation_key"],
                            status=outcome, execution_time_ms=10)
-    listed = await database.run(proxies.list_proxies, limit=10, now=settings.now())
+    listed = await database.run(proxies.list_proxies, settings, limit=10)
     assert [p["id"] for p in listed] == ids
     text = json.dumps(listed, default=str)
     assert "secret-pw" not in text and "password" not in {k for p in listed for k in p}
@@ -132,11 +132,11 @@ async def test_listing_has_health_and_no_secrets(database, settings, sql):
     assert blocked_proxy["block_rate"] == pytest.approx(1 / blocked_proxy["results"], abs=1e-4)
     assert by_id[blocked_proxy["proxy_id"]]["block_rate"] == blocked_proxy["block_rate"]
     # pagination and status filter
-    page = await database.run(proxies.list_proxies, limit=1, offset=1)
+    page = await database.run(proxies.list_proxies, settings, limit=1, offset=1)
     assert [p["id"] for p in page] == ids[1:]
-    assert await database.run(proxies.list_proxies, status="cooldown") == []
+    assert await database.run(proxies.list_proxies, settings, status="cooldown") == []
     with pytest.raises(HubError):
-        await database.run(proxies.list_proxies, status="bogus")
+        await database.run(proxies.list_proxies, settings, status="bogus")
 
 
 # ---------------------------------------------------------------- cooldown
@@ -178,7 +178,7 @@ async def test_heartbeat_offline_and_rotation(database, db_url, tmp_path, sql):
     assert same["status"] == "exhausted" and same["rotate"] is True and same["rotated"] is False
     new = await database.run(proxies.heartbeat, settings, pid, "198.51.100.2", trusted=True)
     assert new["rotated"] is True and new["rotate"] is False and new["status"] == "active" and new["use_count"] == 0
-    detail = await database.run(proxies.get_proxy, pid)
+    detail = await database.run(proxies.get_proxy, settings, pid)
     assert [(h["ip"], h["uses"]) for h in detail["ip_history"]] == [("198.51.100.1", 2)]
     assert detail["current_ip"] == "198.51.100.2"
     assert [(e["from_status"], e["to_status"]) for e in detail["events"]][:2] == [
@@ -186,7 +186,7 @@ async def test_heartbeat_offline_and_rotation(database, db_url, tmp_path, sql):
     # history is capped, newest kept
     for ip in ("198.51.100.3", "198.51.100.4"):
         await database.run(proxies.heartbeat, settings, pid, ip, trusted=True)
-    history = (await database.run(proxies.get_proxy, pid))["ip_history"]
+    history = (await database.run(proxies.get_proxy, settings, pid))["ip_history"]
     assert [h["ip"] for h in history] == ["198.51.100.2", "198.51.100.3"]
 
     # silence sends it offline (and out of allocation), a heartbeat brings it back
@@ -215,8 +215,13 @@ async def test_agent_tokens(database, settings):
             await database.run(proxies.heartbeat, settings, target, "198.51.100.9", trusted=False,
                                agent_token=presented)
         assert caught.value.status == 401
-    # a proxy without a token takes an untrusted heartbeat that carries none; fleet/admin are trusted
-    assert (await database.run(proxies.heartbeat, settings, other, "198.51.100.8", trusted=False))["ip"]
+    # a proxy without a token takes no untrusted heartbeat at all; fleet/admin are trusted
+    for presented in (None, token):
+        with pytest.raises(HubError) as caught:
+            await database.run(proxies.heartbeat, settings, other, "198.51.100.8", trusted=False,
+                               agent_token=presented)
+        assert caught.value.status == 401
+    assert (await database.run(proxies.heartbeat, settings, other, "198.51.100.8", trusted=True))["ip"]
     assert (await database.run(proxies.heartbeat, settings, pid, "198.51.100.7", trusted=True))["rotated"]
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from workhub.api.common import ADMIN_ERRORS
-from workhub.api.deps import db_of, settings_of
+from workhub.api.common import ADMIN_ERRORS, Cursor32, Id32, Id64, Int32
 from workhub.auth import Principal, require_admin
 from workhub.core import audit, clients, webhooks
-
-INT32 = 2_147_483_647
-INT64 = 9_223_372_036_854_775_807
+from workhub.web import db_of, settings_of
 
 clients_router = APIRouter(prefix="/api/admin/clients", tags=["admin"])
 audit_router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -104,7 +101,7 @@ class DeliveryPage(BaseModel):
                     description="A client is online when seen within `HUB_CLIENT_ONLINE_SECONDS` (10 minutes).")
 async def list_clients(request: Request, principal: Principal = Depends(require_admin),
                        online: bool | None = Query(None, description="Only online (true) or offline (false)"),
-                       after_id: int = Query(0, ge=0, le=INT32, description="Return clients with a larger id"),
+                       after_id: Annotated[Cursor32, Query(description="Return clients with a larger id")] = 0,
                        limit: int = Query(100, ge=1, le=1000)) -> dict:
     return await db_of(request).run(clients.list_clients, settings_of(request), online=online, after_id=after_id,
                                     limit=limit)
@@ -116,12 +113,12 @@ async def list_clients(request: Request, principal: Principal = Depends(require_
 async def audit_log(request: Request, principal: Principal = Depends(require_admin),
                     table_name: Literal["v1_hub_work_slots", "v1_hub_proxies", "v1_hub_external_sites"] | None =
                     Query(None, description="Only this table"),
-                    record_id: int | None = Query(None, ge=-INT32 - 1, le=INT32, description="Only this row id"),
+                    record_id: Annotated[Int32 | None, Query(description="Only this row id")] = None,
                     action: Literal["INSERT", "UPDATE", "DELETE"] | None = Query(None),
                     changed_by: str | None = Query(None, max_length=100, description="e.g. `admin`, `site:3:shop-a`"),
                     since: datetime | None = Query(None, description="Changes at or after this time"),
                     until: datetime | None = Query(None, description="Changes before this time"),
-                    before_id: int | None = Query(None, ge=1, le=INT64, description="Older than this entry"),
+                    before_id: Annotated[Id64 | None, Query(description="Older than this entry")] = None,
                     limit: int = Query(100, ge=1, le=1000)) -> dict:
     return await db_of(request).run(audit.query_audit_log, table_name=table_name, record_id=record_id, action=action,
                                     changed_by=changed_by, since=since, until=until, before_id=before_id,
@@ -132,11 +129,11 @@ async def audit_log(request: Request, principal: Principal = Depends(require_adm
                   summary="Every customer-API request, newest first",
                   description="Site, request type, payload (keys never stored), reply status, slot and source IP.")
 async def external_triggers(request: Request, principal: Principal = Depends(require_admin),
-                            site_id: int | None = Query(None, ge=1, le=INT32),
-                            slot_id: int | None = Query(None, ge=1, le=INT32),
+                            site_id: Id32 | None = None,
+                            slot_id: Id32 | None = None,
                             trigger_type: str | None = Query(None, max_length=100, examples=["slot.create"]),
                             since: datetime | None = Query(None),
-                            before_id: int | None = Query(None, ge=1, le=INT64),
+                            before_id: Id64 | None = None,
                             limit: int = Query(100, ge=1, le=1000)) -> dict:
     return await db_of(request).run(audit.query_external_triggers, site_id=site_id, slot_id=slot_id,
                                     trigger_type=trigger_type, since=since, before_id=before_id, limit=limit)
@@ -145,9 +142,9 @@ async def external_triggers(request: Request, principal: Principal = Depends(req
 @audit_router.get("/webhook-deliveries", response_model=DeliveryPage, responses=ADMIN_ERRORS,
                   summary="Webhook deliveries and their outcome, newest first")
 async def webhook_deliveries(request: Request, principal: Principal = Depends(require_admin),
-                             site_id: int | None = Query(None, ge=1, le=INT32),
+                             site_id: Id32 | None = None,
                              status: Literal["pending", "delivered", "failed"] | None = Query(None),
-                             before_id: int | None = Query(None, ge=1, le=INT64),
+                             before_id: Id64 | None = None,
                              limit: int = Query(100, ge=1, le=1000)) -> dict:
     return await db_of(request).run(webhooks.list_deliveries, site_id=site_id, status=status, before_id=before_id,
                                     limit=limit)

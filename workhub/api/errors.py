@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from workhub.db.pool import is_unavailable
 from workhub.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def database_down(_: Request, exc: Exception):
+        # only a lost or unobtainable connection is "database down"; a statement's own operational error
+        # (a lock timeout, a cancelled statement, a deadlock that outlived the retries) is unexpected
+        if not is_unavailable(exc):
+            log.error("database error %s", getattr(exc, "sqlstate", None), exc_info=exc)
+            return error_response(500, "internal_error", "Something went wrong on the hub; it has been logged.")
         return error_response(503, "database_unavailable", "The database is not reachable right now; retry shortly.",
                               {"reason": type(exc).__name__}, {"Retry-After": "5"})
 

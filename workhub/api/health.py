@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import psycopg
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from workhub.api.errors import error_response
 from workhub.db import migrate
 from workhub.db import queries as q
-from workhub.api.deps import db_of
-from workhub.api.errors import error_response
+from workhub.web import db_of
 
 router = APIRouter(tags=["health"])
 

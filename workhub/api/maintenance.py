@@ -9,13 +9,13 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from workhub.api.common import ADMIN_ERRORS, error_responses
-from workhub.api.deps import db_of, settings_of
 from workhub.auth import Principal, require_admin
 from workhub.core import backup, maintenance
+from workhub.web import db_of, settings_of
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
 
-JobName = Literal["minute", "midnight", "daily", "weekly", "monthly"]
+JobName = Literal[maintenance.JOB_KINDS]  # type: ignore[valid-type] - the kinds are defined once, in core
 
 
 class MaintenanceRun(BaseModel):

@@ -32,8 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from workhub.api.deps import db_of, settings_of
 from workhub.core import monitor
+from workhub.web import db_of, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,12 @@ ALLOCATE_REPLIES = Counter("workhub_allocate_replies", "Allocate calls answered,
 PACKAGES_ALLOCATED = Counter("workhub_packages_allocated", "Work packages handed out.")
 SUBMIT_OUTCOMES = Counter("workhub_submit_outcomes", "Submitted results by outcome (accepted, duplicate, late, error).",
                           ["outcome"])
-SCHEDULER_JOB_RUNS = Counter("workhub_scheduler_job_runs", "Scheduler jobs run by this hub, by job and status.",
-                             ["job", "status"])
 DB_POOL = Gauge("workhub_db_pool_connections", "Connection pool of the hub processes: size, idle, waiting requests.",
                 ["state"], multiprocess_mode="livesum")
 
 _ALLOCATE_PATH = "/api/allocate-work"
 _SUBMIT_PATHS = ("/api/submit-result", "/api/submit-results")
 _POOL_REFRESH_SECONDS = 1.0
-
-
-def record_job_run(job: str, status: str) -> None:
-    """For the scheduler: count a job run in this process (the table-based figure covers all processes)."""
-    SCHEDULER_JOB_RUNS.labels(job, status).inc()
 
 
 class MetricsMiddleware:

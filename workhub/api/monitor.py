@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from workhub.api.common import ADMIN_ERRORS, error_responses
-from workhub.api.deps import db_of, settings_of
+from workhub.api.common import ADMIN_ERRORS, Id32, Id64, error_responses
 from workhub.auth import require_admin
 from workhub.core import alarms, analysis, monitor
 from workhub.errors import not_found
+from workhub.web import db_of, settings_of
 
 router = APIRouter(tags=["monitor"], dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 
@@ -52,7 +52,7 @@ async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fr
 
 @router.get("/api/admin/analysis/slots/{slot_id}/ranks", summary="Rank history of a slot, per work day",
             responses=error_responses(404))
-async def rank_history(request: Request, slot_id: int = Path(ge=1, le=2_147_483_647),
+async def rank_history(request: Request, slot_id: Annotated[Id32, Path()],
                        days: int = Query(30, ge=1, le=3660), fresh: Fresh = False) -> dict:
     rows = await db_of(request).run(analysis.rank_history, settings_of(request), slot_id, days, fresh=fresh)
     return {"slot_id": slot_id, "days": days, "history": rows}
@@ -73,7 +73,7 @@ async def list_alerts(request: Request, status: Literal["firing", "resolved"] | 
 
 
 @router.get("/api/admin/alerts/{alert_id}", summary="One alert", responses=error_responses(404))
-async def get_alert(request: Request, alert_id: int = Path(ge=1, le=9_223_372_036_854_775_807)) -> dict:
+async def get_alert(request: Request, alert_id: Annotated[Id64, Path()]) -> dict:
     row = await db_of(request).run(alarms.get_alert, alert_id)
     if row is None:
         raise not_found("alert", alert_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,10 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from workhub.api.common import ADMIN_ERRORS, error_responses
-from workhub.api.deps import client_ip, db_of, settings_of
-from workhub.auth import Principal, bearer, require_admin
+from workhub.auth import Principal, bearer, require_admin, require_proxy_agent
 from workhub.core import proxies
-from workhub.errors import HubError
+from workhub.web import db_of, settings_of
 
 admin_router = APIRouter(prefix="/api/admin/proxies", tags=["admin"])
 agent_router = APIRouter(prefix="/api/proxies", tags=["worker"])
@@ -170,10 +168,11 @@ async def import_proxies(request: Request, body: ProxyImport,
 async def list_proxies(request: Request, status: Status | None = None,
                        limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10_000_000),
                        _: Principal = Depends(require_admin)) -> dict:
-    now = settings_of(request).now()
+    settings = settings_of(request)
+    now = settings.now()
 
     async def page(conn):
-        return (await proxies.list_proxies(conn, status=status, limit=limit, offset=offset, now=now),
+        return (await proxies.list_proxies(conn, settings, status=status, limit=limit, offset=offset, now=now),
                 await proxies.count_proxies(conn, status=status))
 
     items, total = await db_of(request).run(page)
@@ -189,7 +188,7 @@ async def pool(request: Request, _: Principal = Depends(require_admin)) -> dict:
                   responses={**ADMIN_ERRORS, **error_responses(404)},
                   summary="One proxy with IP history, daily usage and recent transitions")
 async def get_proxy(request: Request, proxy_id: int = _id_path(), _: Principal = Depends(require_admin)) -> dict:
-    return await db_of(request).run(proxies.get_proxy, proxy_id, now=settings_of(request).now())
+    return await db_of(request).run(proxies.get_proxy, settings_of(request), proxy_id)
 
 
 @admin_router.post("/{proxy_id}/reset", response_model=ProxyDetail,
@@ -234,33 +233,12 @@ async def agent_token(request: Request, proxy_id: int = _id_path(),
 
 # ---------------------------------------------------------------- agent
 @agent_router.post("/{proxy_id}/heartbeat", response_model=HeartbeatOut,
-                   responses=error_responses(401, 404, 422, 429, 503),
+                   responses=error_responses(401, 403, 404, 422, 429, 503),
                    summary="Proxy agent heartbeat: report the current exit IP")
-async def heartbeat(request: Request, body: HeartbeatIn, proxy_id: int = _id_path()) -> dict:
-    """Authorised by the fleet token (or admin key), or the proxy's own agent token. With no fleet
-    token configured, a proxy without an agent token accepts heartbeats without a key."""
-    state = request.app.state
-    token = bearer(request)
-    trusted = False
-    agent_token = None
-    ip = client_ip(request)
-    if token is not None:
-        state.auth_limiter.check(ip)
-        fleet = state.settings.fleet_token
-        if hmac.compare_digest(token.encode(), state.admin_key.encode()) or (
-                fleet is not None and hmac.compare_digest(token.encode(), fleet.get_secret_value().encode())):
-            trusted = True
-        elif token.startswith(proxies.AGENT_TOKEN_PREFIX):
-            agent_token = token  # checked against the proxy's hash inside the heartbeat function
-        else:
-            state.auth_limiter.record_failure(ip)
-            raise HubError(401, "unauthorized", "The key is not valid.")
-    elif state.settings.fleet_token is not None:
-        raise HubError(401, "unauthorized", "Send `Authorization: Bearer <fleet token or agent token>`.")
-    try:
-        return await db_of(request).run(proxies.heartbeat, state.settings, proxy_id, str(body.ip),
-                                        trusted=trusted, agent_token=agent_token)
-    except HubError as exc:
-        if exc.status == 401 and token is not None:
-            state.auth_limiter.record_failure(ip)
-        raise
+async def heartbeat(request: Request, body: HeartbeatIn, proxy_id: int = _id_path(),
+                    principal: Principal = Depends(require_proxy_agent)) -> dict:
+    """Authorised by the proxy's own agent token, the fleet token (when set) or the admin key; never
+    without a key."""
+    trusted = principal.role != "agent"  # the agent token is checked again under the proxy's row lock
+    return await db_of(request).run(proxies.heartbeat, settings_of(request), proxy_id, str(body.ip),
+                                    trusted=trusted, agent_token=None if trusted else bearer(request))

@@ -8,14 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from workhub.api.common import ADMIN_ERRORS, error_responses
-from workhub.api.deps import db_of
+from workhub.api.common import ADMIN_ERRORS, Cursor32, Id32, error_responses
 from workhub.auth import Principal, require_admin
 from workhub.core import sites
+from workhub.web import db_of
 
 router = APIRouter(prefix="/api/admin/sites", tags=["admin"])
 
-SiteId = Annotated[int, Path(ge=1, le=2_147_483_647, description="The site id", examples=[1])]
+SiteId = Annotated[Id32, Path(description="The site id", examples=[1])]
 SiteName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S", examples=["shop-a"])]
 WebhookSecret = Annotated[str, Field(min_length=8, max_length=200,
                                      description="HMAC-SHA256 key for the signature header; generated when omitted")]
@@ -81,7 +81,7 @@ async def create_site(request: Request, body: SiteCreate, principal: Principal =
 @router.get("", response_model=SiteList, responses=ADMIN_ERRORS, summary="List customer sites (never their keys)")
 async def list_sites(request: Request, principal: Principal = Depends(require_admin),
                      is_active: bool | None = Query(None, description="Only active or only disabled sites"),
-                     after_id: int = Query(0, ge=0, le=2_147_483_647, description="Return sites with a larger id"),
+                     after_id: Annotated[Cursor32, Query(description="Return sites with a larger id")] = 0,
                      limit: int = Query(100, ge=1, le=500)) -> dict:
     items = await db_of(request).run(sites.list_sites, is_active=is_active, after_id=after_id, limit=limit)
     return {"items": items, "next_after_id": items[-1]["id"] if len(items) == limit else None}

@@ -18,16 +18,16 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workhub.api.common import error_responses
-from workhub.api.deps import client_ip, db_of, settings_of
+from workhub.api.common import INT32_MAX, Cursor32, Id32, error_responses
 from workhub.auth import Principal, require_customer
 from workhub.core import slots, triggers
+from workhub.db.pool import is_unavailable
 from workhub.errors import HubError, invalid
+from workhub.web import client_ip, db_of, settings_of
 
 log = logging.getLogger(__name__)
 
-INT32 = 2_147_483_647
-SlotId = Annotated[int, Path(ge=1, le=INT32, description="The slot id", examples=[42])]
+SlotId = Annotated[Id32, Path(description="The slot id", examples=[42])]
 
 
 # ---------------------------------------------------------------- external-trigger logging
@@ -43,7 +43,7 @@ def _status_of(exc: BaseException) -> int:
         return 409
     if isinstance(exc, (psycopg.DataError, psycopg.errors.IntegrityError)):
         return 422
-    if isinstance(exc, psycopg.OperationalError):
+    if is_unavailable(exc):
         return 503
     return 500
 
@@ -92,7 +92,7 @@ async def _record(request: Request, principal: Principal, trigger_type: str, sta
         reply_slot = (reply.get("slot") or reply) if isinstance(reply, dict) else {}
         slot_id = request.path_params.get("slot_id") or (reply_slot.get("id") if isinstance(reply_slot, dict) else None)
         try:
-            slot_id = int(slot_id) if slot_id is not None and 0 < int(slot_id) <= INT32 else None
+            slot_id = int(slot_id) if slot_id is not None and 0 < int(slot_id) <= INT32_MAX else None
         except (TypeError, ValueError):
             slot_id = None
         site_id = principal.site_id
@@ -146,7 +146,8 @@ class SlotCreate(BaseModel):
     external_ref: ExternalRef | None = None
     max_daily_attempts: MaxAttempts | None = None
     pace: Literal["asap", "even"] = Field("asap", description="`even` spreads the day's target over the day")
-    site_id: int | None = Field(None, ge=1, le=INT32, description="Admin only: the site to create the slot for")
+    site_id: int | None = Field(None, ge=1, le=INT32_MAX,
+                                description="Admin only: the site to create the slot for")
 
     @model_validator(mode="after")
     def _dates(self):
@@ -295,8 +296,8 @@ async def list_slots(
         code: str | None = Query(None, max_length=200, description="Exact product code"),
         external_ref: str | None = Query(None, max_length=200, description="Exact external_ref"),
         active_on: date | None = Query(None, description="Slots whose date range covers this date"),
-        site_id: int | None = Query(None, ge=1, le=INT32, description="Admin only: one site's slots"),
-        after_id: int = Query(0, ge=0, le=INT32, description="Return slots with a larger id"),
+        site_id: Annotated[Id32 | None, Query(description="Admin only: one site's slots")] = None,
+        after_id: Annotated[Cursor32, Query(description="Return slots with a larger id")] = 0,
         limit: int = Query(100, ge=1, le=500, description="Page size")) -> dict:
     settings = settings_of(request)
     items = await db_of(request).run(

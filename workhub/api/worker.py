@@ -8,18 +8,15 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from workhub.api.deps import client_ip, db_of, settings_of
-from workhub.api.errors import ERROR_SCHEMA
+from workhub.api.common import error_responses
 from workhub.auth import require_fleet
 from workhub.core import allocation, results
+from workhub.web import client_ip, db_of, settings_of
 
 router = APIRouter(prefix="/api", tags=["worker"], dependencies=[Depends(require_fleet)])
 
-ERRORS = {
-    s: {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-    for s, d in {401: "Fleet token required", 404: "Unknown allocation key", 409: "Lease state conflict",
-                 422: "Invalid request", 503: "Database unavailable"}.items()
-}
+ERRORS = error_responses(401, 404, 409, 422, 503, descriptions={
+    401: "Fleet token required", 404: "Unknown allocation key", 409: "Lease state conflict"})
 
 Int32 = Annotated[int, Field(ge=0, le=2_147_483_647)]
 
@@ -34,7 +31,7 @@ class AllocateRequest(BaseModel):
     count: int = Field(1, ge=1, le=100, description="How many packages to lease (1..100)")
 
 
-class Settings_(BaseModel):
+class PackageSettings(BaseModel):
     cart_click_enabled: bool
     block_mercury: bool
     block_image_cdn: bool
@@ -72,7 +69,7 @@ class Package(BaseModel):
     expires_at: str
     work_date: str
     slot: SlotRef
-    settings: Settings_
+    settings: PackageSettings
     proxy: ProxyRef
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from workhub.cli.common import console, fail, settings
+from workhub.cli.common import console, run_core, settings, with_database
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +20,6 @@ def register(app: typer.Typer) -> None:
         """List firing alerts (or all with --all)."""
         if ctx.invoked_subcommand is not None:
             return
-        from workhub.cli.common import run_core
         from workhub.core import alarms
 
         rows = run_core(alarms.list_alerts, None if all_ else "firing", limit)
@@ -40,33 +39,10 @@ def register(app: typer.Typer) -> None:
     @alerts_app.command("evaluate")
     def evaluate() -> None:
         """Evaluate every alarm rule now, then log and send the new and resolved alerts."""
-        import asyncio
-
-        import psycopg
-
-        from workhub.cli.common import database_url
         from workhub.core import alarms
-        from workhub.db.pool import Database
-        from workhub.errors import HubError
 
         s = settings()
-
-        async def go():
-            db = Database(s.model_copy(update={"pool_min": 1, "pool_max": 2}), database_url(s))
-            await db.pool.open(wait=True, timeout=15)
-            try:
-                return await alarms.evaluate_and_notify(db, s)
-            finally:
-                await db.close()
-
-        try:
-            outcome = asyncio.run(go())
-        except HubError as exc:
-            fail(f"{exc.message} ({exc.code})")
-        except psycopg.Error as exc:
-            fail(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-        except Exception as exc:  # noqa: BLE001 - e.g. the pool timing out on an unreachable database
-            fail(f"cannot evaluate alarms: {type(exc).__name__}")
+        outcome = with_database(alarms.evaluate_and_notify, s, s=s)
         sent = outcome["notifications"]
         console.print(f"firing: [bold]{outcome['firing']}[/]  new: {outcome['fired']}  "
                       f"resolved: {outcome['resolved']}  notified: {sent['claimed']}"

@@ -17,7 +17,7 @@ import typer
 from rich.panel import Panel
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from workhub.cli.common import console, fail, settings
+from workhub.cli.common import console, fail, open_database, settings
 from workhub.config import Settings
 
 SAMPLE_SITES = ("demo-shop-north", "demo-shop-south")
@@ -86,14 +86,9 @@ def _prepare_database(s: Settings) -> str:
 
 
 async def _with_db(s: Settings, url: str, fn, *args, **kwargs):
-    from workhub.db.pool import Database
-
-    db = Database(s.model_copy(update={"pool_min": 1, "pool_max": 2}), url)
-    await db.pool.open(wait=True, timeout=30)
-    try:
+    """``fn(conn, ...)`` in one transaction on a small Database (inside the demo's own event loop)."""
+    async with open_database(s, url, timeout=30) as db:
         return await db.run(fn, *args, **kwargs)
-    finally:
-        await db.close()
 
 
 async def _seed(s: Settings, url: str) -> str:
@@ -162,7 +157,7 @@ async def _rotate_proxies(s: Settings, url: str, stop: asyncio.Event) -> None:
     rng = random.Random(7)
 
     async def rotate(conn) -> None:
-        for proxy in await proxies.list_proxies(conn, status="exhausted", limit=100):
+        for proxy in await proxies.list_proxies(conn, s, status="exhausted", limit=100):
             ip = f"198.51.100.{rng.randint(1, 254)}"  # documentation range: never a real host
             await proxies.heartbeat(conn, s, proxy["id"], ip, trusted=True)
 

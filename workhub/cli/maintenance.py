@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -10,39 +9,14 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from workhub.cli.common import console, database_url, fail, settings
-
-JOBS = ("minute", "midnight", "daily", "weekly", "monthly")
+from workhub.cli.common import console, database_url, fail, settings, with_database
 
 
-def _with_database(fn):
-    """Run ``fn(db)`` with a small Database on the configured URL; clear errors instead of tracebacks."""
-    import psycopg
+def _jobs() -> tuple[str, ...]:
+    """The job kinds, from core (imported when a command runs: the CLI starts without the core modules)."""
+    from workhub.core.maintenance import JOB_KINDS
 
-    from workhub.db.pool import Database
-    from workhub.errors import HubError
-
-    s = settings()
-    url = database_url(s)
-
-    async def go():
-        db = Database(s.model_copy(update={"pool_min": 1, "pool_max": 4}), url)
-        try:
-            await db.pool.open(wait=True, timeout=15)
-        except Exception:  # noqa: BLE001
-            await db.close()
-            fail("cannot connect to the database (is it running? check HUB_DATABASE_URL)")
-        try:
-            return await fn(db, s)
-        finally:
-            await db.close()
-
-    try:
-        return asyncio.run(go())
-    except HubError as exc:
-        fail(f"{exc.message} ({exc.code})")
-    except psycopg.Error as exc:
-        fail(f"database error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+    return JOB_KINDS
 
 
 def _short(value) -> str:
@@ -71,15 +45,18 @@ def register(app: typer.Typer) -> None:
     def run(job: str = typer.Argument(..., help="minute | midnight | daily | weekly | monthly"),
             as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON")) -> None:
         """Run one job now; the run is recorded like a scheduled one (without a slot)."""
-        if job not in JOBS:
-            fail(f"unknown job {job!r}; choose one of: {', '.join(JOBS)}")
+        jobs = _jobs()
+        if job not in jobs:
+            fail(f"unknown job {job!r}; choose one of: {', '.join(jobs)}")
         from workhub.core import maintenance
 
-        async def go(db, s):
+        s = settings()
+
+        async def go(db):
             return await maintenance.run_job(db, s, job, run_by="cli")
 
         with console.status(f"running the {job} job..."):
-            result = _with_database(go)
+            result = with_database(go, s=s, pool_max=4)
         if as_json:
             console.print_json(json.dumps(result, default=str))
         else:
@@ -97,17 +74,20 @@ def register(app: typer.Typer) -> None:
         """The latest run of each job, the next slots, and the recent runs."""
         from workhub.core import maintenance
 
-        async def go(db, s):
+        s = settings()
+
+        async def go(db):
             last = await db.run(maintenance.last_runs, s)
             recent = await db.run(maintenance.list_runs, limit=limit)
             return last, recent, maintenance.due_slots(s.now(), s)
 
-        last, recent, slots = _with_database(go)
+        last, recent, slots = with_database(go, s=s, pool_max=4)
         table = Table(title="Maintenance jobs")
         for column in ("job", "last run", "status", "last ok", "failures 24h", "current slot"):
             table.add_column(column)
         by_job = {r["job"]: r for r in last}
-        for job in JOBS + tuple(j for j in by_job if j not in JOBS):
+        jobs = _jobs()
+        for job in jobs + tuple(j for j in by_job if j not in jobs):
             r = by_job.get(job)
             slot = slots.get(job)
             if r is None:
@@ -129,16 +109,14 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backup")
     def backup_cmd(out: Path = typer.Option(None, "--out", "-o",
-                                            help="File to write (default backup_YYYYMMDD.sql, in HUB_BACKUP_DIR "
-                                                 "when set, else the current directory)")) -> None:
-        """pg_dump the hub's tables (v1_hub_*) into a plain SQL file, with a pg_dump matching the server."""
+                                            help="File to write (default backup_YYYYMMDD.sql in the backup "
+                                                 "directory: HUB_BACKUP_DIR, else <HUB_DATA_DIR>/backups)")) -> None:
+        """pg_dump the hub's tables (v1_hub_*) into a plain SQL file, with a pg_dump matching the server.
+
+        The backup is recorded as a maintenance run (job 'backup'), as one made through the API is."""
         from workhub.core import backup
 
         s = settings()
-        url = database_url(s)
-        if out is None:
-            folder = Path(s.backup_dir) if s.backup_dir else Path(".")
-            out = folder / backup.default_backup_name(s)
         with Progress(TextColumn("[bold]backup[/] {task.description}"), BarColumn(),
                       TextColumn("{task.completed}/{task.total} tables"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -147,13 +125,14 @@ def register(app: typer.Typer) -> None:
             def step(done: int, total: int, table: str) -> None:
                 progress.update(task, completed=done, total=total, description=table)
 
-            try:
-                info = backup.backup(s, url, out, progress=step)
-            except backup.BackupError as exc:
-                progress.stop()
-                fail(f"{exc.message}")
+            run = with_database(backup.recorded_backup, s, out, run_by="cli", progress=step, s=s)
+        if run is None:
+            fail("another backup run is already in progress")
+        if run["status"] != "ok":
+            fail(f"backup run #{run['id']} failed: {run['error']}")
+        info = run["rows_affected"]["pg_dump"]
         console.print(f"[green]backup written:[/] {info['file']} ({info['bytes']:,} bytes, {info['tables']} "
-                      f"tables, {info['pg_dump_version']} for server {info['server_major']})")
+                      f"tables, {info['pg_dump_version']} for server {info['server_major']}; run #{run['id']})")
 
     @app.command("restore")
     def restore_cmd(file: Path = typer.Argument(..., help="A file made by `workhub backup`"),

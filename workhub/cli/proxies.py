@@ -84,7 +84,7 @@ def list_command(
     s = settings()
 
     async def go(conn):
-        return (await proxies.list_proxies(conn, status=status, limit=limit, offset=offset, now=s.now()),
+        return (await proxies.list_proxies(conn, s, status=status, limit=limit, offset=offset),
                 await proxies.count_proxies(conn, status=status), await proxies.pool_figures(conn, s))
 
     rows, total, figures = run_core(go, s=s)
@@ -114,7 +114,7 @@ def _pct(value: float | None) -> str:
 def show(proxy_id: int = typer.Argument(..., min=1)) -> None:
     """One proxy: state, IP history, recent transitions."""
     s = settings()
-    p = run_core(proxies.get_proxy, proxy_id, now=s.now(), s=s)
+    p = run_core(proxies.get_proxy, s, proxy_id, s=s)
     console.print(f"[bold]proxy {p['id']}[/] {p['protocol']}://{p['host']}:{p['port']} "
                   f"status [bold]{p['status']}[/] ({p['status_reason'] or '-'}), uses {p['use_count']}/{p['max_uses']}, "
                   f"ip {p['current_ip'] or '-'}, password {'set' if p['has_password'] else 'none'}")

@@ -57,7 +57,7 @@ def run_server(s, url: str) -> None:
     import uvicorn
 
     if s.workers > 1:
-        # proxy_headers off: the app alone decides whom to believe (HUB_TRUSTED_PROXIES, api/deps.client_ip)
+        # proxy_headers off: the app alone decides whom to believe (HUB_TRUSTED_PROXIES, workhub.web.client_ip)
         uvicorn.run("workhub.app:app_from_env", factory=True, host=s.host, port=s.port, workers=s.workers,
                     log_level=s.log_level.lower(), access_log=False, proxy_headers=False)
     else:

@@ -29,7 +29,6 @@ from psycopg import AsyncConnection
 
 from workhub.config import Settings
 from workhub.core import proxies
-from workhub.core.monitor import pool_figures
 from workhub.db import queries as q
 
 log = logging.getLogger("workhub.alarms")
@@ -77,7 +76,7 @@ async def measure(conn: AsyncConnection, settings: Settings) -> list[dict]:
     if offline:
         await q.execute(conn, "alarm_mark_clients_offline", {"ips": [c["client_ip"] for c in offline]})
 
-    pool = await pool_figures(conn, settings)
+    pool = await proxies.pool_figures(conn, settings)
     pool_total, available = int(pool.get("total") or 0), int(pool.get("available") or 0)
     ratio = available / pool_total if pool_total else 0.0
     active_slots = None
@@ -120,12 +119,12 @@ async def evaluate(conn: AsyncConnection, settings: Settings) -> dict:
 async def list_alerts(conn: AsyncConnection, status: str | None = None, limit: int = 100) -> list[dict]:
     """Alerts, firing first, newest first; `status` = "firing" | "resolved" | None (all)."""
     rows = await q.fetch_all(conn, "alarm_list", {"status": status, "limit": limit})
-    return [_plain_alert(r) for r in rows]
+    return [plain_alert(r) for r in rows]
 
 
 async def get_alert(conn: AsyncConnection, alert_id: int) -> dict | None:
     row = await q.fetch_one(conn, "alarm_get", {"id": alert_id})
-    return None if row is None else _plain_alert(row)
+    return None if row is None else plain_alert(row)
 
 
 async def notify_pending(db, settings: Settings, *, limit: int = 100) -> dict:
@@ -164,7 +163,7 @@ async def evaluate_and_notify(db, settings: Settings) -> dict:
 
 
 def webhook_payload(alert: dict) -> dict:
-    return {"event": f"alert.{alert['status']}", "alert": _plain_alert(alert)}
+    return {"event": f"alert.{alert['status']}", "alert": plain_alert(alert)}
 
 
 # ---------------------------------------------------------------- helpers
@@ -200,7 +199,8 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-def _plain_alert(row: dict) -> dict:
+def plain_alert(row: dict) -> dict:
+    """An alert row as JSON-ready values (datetimes as ISO 8601): for the API, webhooks and the monitor."""
     out = dict(row)
     for key, value in out.items():
         if isinstance(value, datetime):

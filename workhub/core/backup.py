@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from workhub.config import Settings
+from workhub.db import embedded
 from workhub.errors import HubError
 
 DUMP_HEADER = "-- PostgreSQL database dump"
@@ -50,16 +52,9 @@ def candidate_dirs(settings: Settings) -> list[Path]:
     if settings.pg_bin_dir is not None:
         return [Path(settings.pg_bin_dir)]  # the operator chose: look nowhere else
     dirs: list[Path] = []
-    try:
-        import warnings
-
-        from workhub.db import embedded
-
-        with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR; irrelevant here
-            warnings.simplefilter("ignore")
-            dirs.append(embedded.bin_dir())
-    except Exception:  # noqa: BLE001 - pgserver not installed
-        pass
+    with warnings.catch_warnings():  # pgserver's import warns about XDG_RUNTIME_DIR; irrelevant here
+        warnings.simplefilter("ignore")
+        dirs.append(embedded.bin_dir())  # pgserver is a dependency: its bundled client tools
     dirs += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
     dirs += [Path(p) for p in sorted(glob.glob("/usr/pgsql-*/bin"))]  # RPM layout
     dirs += [Path(p) for p in sorted(glob.glob("/opt/homebrew/opt/postgresql@*/bin"))]
@@ -127,9 +122,11 @@ def tool_env(url: str) -> tuple[str, dict[str, str]]:
 def server_major(url: str) -> int:
     import psycopg
 
+    from workhub.db import queries as q
+
     try:
         with psycopg.connect(url, connect_timeout=15) as conn:
-            return int(conn.execute("SHOW server_version_num").fetchone()[0]) // 10000
+            return int(conn.execute(q.sql("server_version")).fetchone()[0]) // 10000
     except psycopg.OperationalError as exc:
         raise BackupError("database_unavailable", "Cannot connect to the database.",
                           {"reason": str(exc).splitlines()[0] if str(exc) else type(exc).__name__},
@@ -141,6 +138,7 @@ def default_backup_name(settings: Settings) -> str:
 
 
 def backup_dir(settings: Settings) -> Path:
+    """Where backups go and are looked for (API, CLI, dashboard): HUB_BACKUP_DIR, else <data_dir>/backups."""
     return Path(settings.backup_dir) if settings.backup_dir else settings.data_dir / "backups"
 
 
@@ -266,9 +264,10 @@ def _prepare_schema(settings: Settings, url: str) -> None:
     import psycopg
 
     from workhub.db import migrate
+    from workhub.db import queries as q
 
     with psycopg.connect(url, connect_timeout=15) as conn:
-        migrated = conn.execute("SELECT to_regclass('_yoyo_migration') IS NOT NULL").fetchone()[0]
+        migrated = conn.execute(q.sql("migrations_table_exists")).fetchone()[0]
     if not migrated:
         migrate.migrate(url, settings.timezone, months_ahead=settings.partitions_months_ahead,
                         weeks_ahead=settings.partitions_weeks_ahead)
@@ -286,27 +285,37 @@ def _after_restore(settings: Settings, url: str) -> None:
                                                   "weeks_ahead": settings.partitions_weeks_ahead})
 
 
-async def backup_async(settings: Settings, url: str, out: Path) -> dict:
-    """The same backup, off the event loop (the API and the scheduler use this)."""
-    return await asyncio.to_thread(backup, settings, url, out)
+async def backup_async(settings: Settings, url: str, out: Path,
+                       progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """The same backup, off the event loop (the API, the CLI and the scheduler use this)."""
+    return await asyncio.to_thread(backup, settings, url, out, progress)
 
 
-def list_backups(settings: Settings) -> list[dict]:
+def list_backups(settings: Settings, limit: int | None = None) -> list[dict]:
+    """The backup files in backup_dir (``backup_*.sql``), newest first."""
     folder = backup_dir(settings)
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return []
+        files = sorted(((p, p.stat()) for p in folder.glob("backup_*.sql")), key=lambda f: f[1].st_mtime,
+                       reverse=True)
+    except OSError:
         return []
-    files = sorted(folder.glob("backup_*.sql"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [{"name": p.name, "bytes": p.stat().st_size,
-             "modified_at": datetime.fromtimestamp(p.stat().st_mtime).astimezone()} for p in files]
+    return [{"name": p.name, "bytes": st.st_size, "modified_at": datetime.fromtimestamp(st.st_mtime).astimezone()}
+            for p, st in files[:limit]]
 
 
-async def recorded_backup(db, settings: Settings, out: Path | None = None, run_by: str | None = None) -> dict:
-    """A backup recorded as a maintenance run (job 'backup'); pg_dump runs off the event loop."""
+async def recorded_backup(db, settings: Settings, out: Path | None = None, run_by: str | None = None,
+                          progress: Callable[[int, int, str], None] | None = None) -> dict | None:
+    """A backup recorded as a maintenance run (job 'backup'); pg_dump runs off the event loop.
+
+    ``out`` defaults to backup_dir/backup_YYYYMMDD.sql; the run's ``rows_affected["pg_dump"]`` holds what
+    :func:`backup` returned (or the error)."""
     from workhub.core import maintenance
 
     target = Path(out) if out else backup_dir(settings) / default_backup_name(settings)
 
     async def body(run) -> None:
-        await run.step("pg_dump", lambda: backup_async(settings, db.url, target))
+        await run.step("pg_dump", lambda: backup_async(settings, db.url, target, progress))
 
     return await maintenance.run_recorded(db, settings, "backup", body, run_by=run_by)

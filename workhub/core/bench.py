@@ -286,12 +286,9 @@ class Hub:
 def _load_process(base: str, admin_key: str, mode: str, concurrency: int, duration: float, warmup: float,
                   count: int, max_cycles: int, offset: int) -> dict:
     """One load-generator process: ``concurrency`` workers for warmup + duration seconds."""
-    try:
-        import uvloop
+    import uvloop
 
-        uvloop.install()
-    except ImportError:  # pragma: no cover
-        pass
+    uvloop.install()
     return asyncio.run(_load(base, admin_key, mode, concurrency, duration, warmup, count, max_cycles, offset))
 
 

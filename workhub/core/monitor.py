@@ -15,11 +15,12 @@ from cachetools import TTLCache
 from psycopg import AsyncConnection
 
 from workhub.config import Settings
+from workhub.core import proxies
+from workhub.core.alarms import plain_alert
 from workhub.db import queries as q
 
 # ---------------------------------------------------------------- caching
 _caches: dict[str, TTLCache] = {}
-_enabled = True
 
 
 def _cache_for(kind: str, ttl: int) -> TTLCache:
@@ -35,13 +36,6 @@ def clear_cache() -> None:
         cache.clear()
 
 
-def set_cache_enabled(enabled: bool) -> None:
-    """Turn caching off (tests that change data between calls) or back on."""
-    global _enabled
-    _enabled = enabled
-    clear_cache()
-
-
 def cached(kind: str):
     """Cache an ``async fn(conn, settings, *args, **kwargs)`` for the TTL of `kind`.
 
@@ -53,7 +47,7 @@ def cached(kind: str):
         @functools.wraps(fn)
         async def wrapper(conn: AsyncConnection, settings: Settings, *args, fresh: bool = False, **kwargs):
             ttl = settings.cache_dashboard_seconds if kind == "dashboard" else settings.cache_stats_seconds
-            if not _enabled or ttl <= 0:
+            if ttl <= 0:
                 return await fn(conn, settings, *args, **kwargs)
             cache = _cache_for(kind, ttl)
             key = (fn.__module__, fn.__qualname__, settings.database_url, args, tuple(sorted(kwargs.items())))
@@ -66,21 +60,9 @@ def cached(kind: str):
             cache[key] = value
             return value
 
-        wrapper.uncached = fn  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
-
-
-# ---------------------------------------------------------------- pool figures
-async def pool_figures(conn: AsyncConnection, settings: Settings) -> dict:
-    """Proxy pool figures as the proxies module defines them, plus available_ratio (0..1)."""
-    from workhub.core import proxies
-
-    figures = dict(await proxies.pool_figures(conn, settings))
-    total = int(figures.get("total") or 0)
-    figures["available_ratio"] = round(int(figures.get("available") or 0) / total, 4) if total else 0.0
-    return figures
 
 
 # ---------------------------------------------------------------- snapshot
@@ -103,7 +85,7 @@ async def snapshot(conn: AsyncConnection, settings: Settings, *, alert_items: in
         "in_flight": overview["in_flight"],
         "clients": {"online": overview["clients_online"], "total": overview["clients_total"],
                     "online_window_seconds": settings.client_online_seconds},
-        "proxies": await pool_figures(conn, settings),
+        "proxies": await proxies.pool_figures(conn, settings),
         "today": {
             "work_date": work_date.isoformat(),
             "target": today["target"],
@@ -121,16 +103,8 @@ async def snapshot(conn: AsyncConnection, settings: Settings, *, alert_items: in
             "success_rate": _rate(today["success"], results),
             "block_rate": _rate(today["blocked"], results),
         },
-        "alerts": {"firing": overview["alerts_firing"], "items": [_alert(a) for a in alerts]},
+        "alerts": {"firing": overview["alerts_firing"], "items": [plain_alert(a) for a in alerts]},
     }
-
-
-def _alert(row: dict) -> dict:
-    out = dict(row)
-    for key in ("fired_at", "last_eval_at", "resolved_at", "notified_at"):
-        if out.get(key) is not None:
-            out[key] = out[key].isoformat()
-    return out
 
 
 # ---------------------------------------------------------------- scrape-time figures for /metrics

@@ -17,20 +17,18 @@ import csv
 import io
 import ipaddress
 import json
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from workhub.auth import hash_key
 from workhub.config import Settings
 from workhub.db import queries as q
 from workhub.errors import HubError, conflict, invalid, not_found
+from workhub.keys import hash_key, new_agent_token
 
 STATUSES = ("active", "exhausted", "cooldown", "offline", "disabled")
 PROTOCOLS = ("http", "https", "socks4", "socks5")
-AGENT_TOKEN_PREFIX = "whpx_"
 
 
 # ---------------------------------------------------------------- import
@@ -164,15 +162,15 @@ def _int(value: Any) -> int | None:
 
 
 # ---------------------------------------------------------------- reading
-async def list_proxies(conn: AsyncConnection, *, status: str | None = None, limit: int = 100, offset: int = 0,
-                       now: datetime | None = None) -> list[dict]:
+async def list_proxies(conn: AsyncConnection, settings: Settings, *, status: str | None = None, limit: int = 100,
+                       offset: int = 0, now: datetime | None = None) -> list[dict]:
     """Proxies by id, without passwords or token hashes; with has_password, health and block_rate.
 
     health = successes / results and block_rate = blocked / results over the last 7 days of
-    usage_stats (None before the first result)."""
+    usage_stats (None before the first result). ``now`` defaults to the hub clock."""
     _check_status(status)
     return await q.fetch_all(conn, "list_proxies", {"status": status, "proxy_id": None, "limit": limit,
-                                                    "offset": offset, "now": now or datetime.now().astimezone()})
+                                                    "offset": offset, "now": now or settings.now()})
 
 
 async def count_proxies(conn: AsyncConnection, *, status: str | None = None) -> int:
@@ -180,10 +178,12 @@ async def count_proxies(conn: AsyncConnection, *, status: str | None = None) -> 
     return await q.fetch_val(conn, "count_proxies", {"status": status})
 
 
-async def get_proxy(conn: AsyncConnection, proxy_id: int, *, now: datetime | None = None,
+async def get_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int, *, now: datetime | None = None,
                     events: int = 20) -> dict:
-    """One proxy as listed, plus its IP history, 14 days of usage and its latest transitions."""
-    now = now or datetime.now().astimezone()
+    """One proxy as listed, plus its IP history, 14 days of usage and its latest transitions.
+
+    ``now`` defaults to the hub clock; the writes below pass the instant they used."""
+    now = now or settings.now()
     rows = await q.fetch_all(conn, "list_proxies", {"status": None, "proxy_id": proxy_id, "limit": 1,
                                                     "offset": 0, "now": now})
     if not rows:
@@ -194,18 +194,17 @@ async def get_proxy(conn: AsyncConnection, proxy_id: int, *, now: datetime | Non
             "events": recent}
 
 
-async def proxy_events(conn: AsyncConnection, proxy_id: int, *, limit: int = 100) -> list[dict]:
-    return await q.fetch_all(conn, "proxy_events", {"proxy_id": proxy_id, "limit": limit})
-
-
 async def pool_figures(conn: AsyncConnection, settings: Settings) -> dict:
     """total, available (allocatable now), active, exhausted, cooldown, offline, disabled,
-    uses_left (allocations the available proxies can still take) and
-    utilisation = uses spent / use budget (sum of max_uses) over proxies that are not disabled, 0..1."""
+    uses_left (allocations the available proxies can still take),
+    utilisation = uses spent / use budget (sum of max_uses) over proxies that are not disabled, 0..1,
+    and available_ratio = available / total, 0..1 (0 for an empty pool)."""
     row = await q.fetch_one(conn, "pool_figures", {"now": settings.now()})
     budget = row.pop("budget")
     uses = row.pop("uses")
     row["utilisation"] = round(uses / budget, 4) if budget else 0.0
+    total = int(row.get("total") or 0)
+    row["available_ratio"] = round(int(row.get("available") or 0) / total, 4) if total else 0.0
     return row
 
 
@@ -228,7 +227,7 @@ async def heartbeat(conn: AsyncConnection, settings: Settings, proxy_id: int, ip
     """A proxy agent's report of its exit IP (one SQL function under the proxy's row lock).
 
     trusted: the caller showed the fleet token or admin key; otherwise agent_token must match the
-    proxy's own token (or the proxy must have none)."""
+    proxy's own token (a proxy without one takes only trusted heartbeats)."""
     try:
         ipaddress.ip_address(ip)
     except ValueError:
@@ -273,7 +272,7 @@ async def reset_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int, 
     if before["status"] in ("active", "disabled"):  # no status change, so the trigger logs nothing
         await q.execute(conn, "record_proxy_event", {"proxy_id": proxy_id, "status": before["status"],
                                                      "reason": "reset by operator", "now": now})
-    return await get_proxy(conn, proxy_id, now=now)
+    return await get_proxy(conn, settings, proxy_id, now=now)
 
 
 async def disable_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int, *, reason: str | None = None,
@@ -283,7 +282,7 @@ async def disable_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int
     now = settings.now()
     await q.execute(conn, "disable_proxy", {"proxy_id": proxy_id, "now": now,
                                             "reason": reason or "disabled by operator"})
-    return await get_proxy(conn, proxy_id, now=now)
+    return await get_proxy(conn, settings, proxy_id, now=now)
 
 
 async def enable_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int, *, actor: str = "admin") -> dict:
@@ -292,7 +291,7 @@ async def enable_proxy(conn: AsyncConnection, settings: Settings, proxy_id: int,
     await _locked(conn, proxy_id)
     now = settings.now()
     await q.execute(conn, "enable_proxy", {"proxy_id": proxy_id, "now": now, "reason": "enabled by operator"})
-    return await get_proxy(conn, proxy_id, now=now)
+    return await get_proxy(conn, settings, proxy_id, now=now)
 
 
 async def set_max_uses(conn: AsyncConnection, settings: Settings, proxy_id: int, max_uses: int, *,
@@ -304,7 +303,7 @@ async def set_max_uses(conn: AsyncConnection, settings: Settings, proxy_id: int,
     await _locked(conn, proxy_id)
     now = settings.now()
     await q.execute(conn, "set_proxy_max_uses", {"proxy_id": proxy_id, "now": now, "max_uses": max_uses})
-    return await get_proxy(conn, proxy_id, now=now)
+    return await get_proxy(conn, settings, proxy_id, now=now)
 
 
 async def issue_agent_token(conn: AsyncConnection, settings: Settings, proxy_id: int, *,
@@ -312,7 +311,7 @@ async def issue_agent_token(conn: AsyncConnection, settings: Settings, proxy_id:
     """A new per-proxy heartbeat token (shown once, stored hashed); marks the proxy heartbeat-managed."""
     await q.set_actor(conn, actor)
     await _locked(conn, proxy_id)
-    token = AGENT_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = new_agent_token()
     await q.execute(conn, "set_proxy_agent_token", {"proxy_id": proxy_id, "now": settings.now(),
                                                     "token_hash": hash_key(token)})
     return {"proxy_id": proxy_id, "agent_token": token}

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
-
 from psycopg import AsyncConnection
 
-from workhub.auth import hash_key, key_prefix, new_site_key
 from workhub.db import queries as q
 from workhub.errors import invalid, not_found
+from workhub.keys import hash_key, key_prefix, new_site_key, new_webhook_secret
 
 _UNSET = object()
-
-
-def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
 
 
 async def create_site(conn: AsyncConnection, *, name: str, webhook_url: str | None = None,

@@ -89,7 +89,12 @@ async def slot_progress(conn: AsyncConnection, settings: Settings, slot_id: int,
     """The daily ledger rows and the rank history of a slot over a date range (default: the last 7 days)."""
     today = settings.work_date()
     date_to = date_to or today
-    date_from = date_from or (date_to - timedelta(days=6))
+    if date_from is None:
+        if date_to < date.min + timedelta(days=6):  # the 7-day default would start before year 1
+            raise invalid("The request is not valid; see details for each field.",
+                          [{"field": "to", "location": "query", "message": "to is too early for the default range",
+                            "type": "value_error"}])
+        date_from = date_to - timedelta(days=6)
     if date_to < date_from:
         raise invalid("The request is not valid; see details for each field.",
                       [{"field": "to", "location": "query", "message": "to must not be before from",

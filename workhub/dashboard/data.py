@@ -16,8 +16,10 @@ from psycopg import AsyncConnection
 
 from workhub.config import Settings
 from workhub.core import alarms, analysis, monitor
+from workhub.core import backup as backup_core
 from workhub.core import clients as clients_core
 from workhub.core import maintenance as maintenance_core
+from workhub.core import proxies as proxies_core
 from workhub.db import queries as q
 
 SORTS = ("completion", "keyword", "target", "success", "in_flight", "failed", "id")
@@ -112,7 +114,7 @@ async def proxies(conn: AsyncConnection, settings: Settings, status: str | None 
         row["ip_history"] = [h if isinstance(h, dict) else {"ip": h} for h in reversed(history)][:10]
         row["budget_pct"] = _rate(row["use_count"], row["max_uses"])
     states = await q.fetch_all(conn, "dashboard_proxy_states")
-    return {"rows": rows, "states": states, "figures": await monitor.pool_figures(conn, settings)}
+    return {"rows": rows, "states": states, "figures": await proxies_core.pool_figures(conn, settings)}
 
 
 async def alerts(conn: AsyncConnection, status: str | None = None, limit: int = 200) -> list[dict]:
@@ -129,15 +131,8 @@ async def maintenance(conn: AsyncConnection, settings: Settings) -> dict[str, An
 
 
 def backup_files(settings: Settings, limit: int = 20) -> list[dict]:
-    """Backup files in HUB_BACKUP_DIR (else the working folder, where `workhub backup` writes), newest first."""
-    from pathlib import Path
-
-    folder = settings.backup_dir or Path(".")
-    try:
-        files = sorted(folder.glob("backup_*.sql*"), key=lambda p: p.stat().st_mtime, reverse=True)
-        return [{"name": p.name, "bytes": p.stat().st_size, "modified": p.stat().st_mtime} for p in files[:limit]]
-    except OSError:
-        return []
+    """Backup files in the backup directory (the one the API and `workhub backup` write to), newest first."""
+    return backup_core.list_backups(settings, limit=limit)
 
 
 # ---------------------------------------------------------------- statistics

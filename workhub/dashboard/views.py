@@ -28,10 +28,10 @@ from markupsafe import Markup
 from starlette.middleware.sessions import SessionMiddleware
 
 from workhub import __version__
-from workhub.api.deps import client_ip, db_of, settings_of
 from workhub.config import Settings
 from workhub.dashboard import data
 from workhub.errors import HubError
+from workhub.web import client_ip, db_of, settings_of
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "workhub_session"

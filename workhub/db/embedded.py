@@ -41,16 +41,19 @@ def start(pgdata: Path, *, max_connections: int = 400, stop_on_exit: bool = True
 def _configure(server, url: str, wanted: dict[str, str]) -> None:
     """Apply server settings once; restart only when a setting needs it (max_connections)."""
     import psycopg
+    from psycopg import sql as pgsql
+
+    from workhub.db import queries as q
 
     with psycopg.connect(url, autocommit=True) as conn:
-        current = dict(conn.execute(
-            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(wanted)]).fetchall())
+        current = dict(conn.execute(q.sql("server_settings"), {"names": list(wanted)}).fetchall())
         changed = [name for name, value in wanted.items() if current.get(name) != value]
         for name in changed:
-            conn.execute(f"ALTER SYSTEM SET {name} = '{wanted[name]}'")
+            conn.execute(pgsql.SQL(q.sql("alter_system_set")).format(
+                name=pgsql.Identifier(name), value=pgsql.Literal(str(wanted[name]))))
         if changed:
-            conn.execute("SELECT pg_reload_conf()")
-        pending = conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()[0]
+            conn.execute(q.sql("reload_conf"))
+        pending = conn.execute(q.sql("pending_restart_count")).fetchone()[0]
     if pending:
         log.info("restarting the embedded server to apply %s", changed)
         restart(server)

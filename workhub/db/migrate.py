@@ -13,8 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
-import psycopg.sql
+from psycopg import sql as pgsql
 
+from workhub.db import queries as q
 from workhub.db.urls import redact
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,13 @@ class MigrationState:
 
 
 def status(url: str) -> list[MigrationState]:
-    from yoyo import get_backend, read_migrations
+    from yoyo import read_migrations
 
-    backend = get_backend(_yoyo_url(url))
     migrations = read_migrations(str(migrations_dir()))
     applied = {}
     with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT to_regclass('_yoyo_migration')").fetchone()[0]:
-            applied = dict(conn.execute("SELECT migration_id, applied_at_utc FROM _yoyo_migration").fetchall())
-    backend.connection.close()
+        if conn.execute(q.sql("migrations_table_exists")).fetchone()[0]:
+            applied = dict(conn.execute(q.sql("applied_migrations")).fetchall())
     return [MigrationState(m.id, applied.get(m.id)) for m in migrations]
 
 
@@ -61,7 +60,7 @@ def migrate(url: str, timezone: str, *, months_ahead: int = 2, weeks_ahead: int 
     from yoyo import get_backend, read_migrations
 
     with psycopg.connect(url, autocommit=True) as lock_conn:
-        lock_conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_ID])
+        lock_conn.execute(q.sql("advisory_lock"), {"lock_id": MIGRATION_LOCK_ID})
         try:
             backend = get_backend(_yoyo_url(url))
             migrations = read_migrations(str(migrations_dir()))
@@ -73,18 +72,18 @@ def migrate(url: str, timezone: str, *, months_ahead: int = 2, weeks_ahead: int 
                     backend.apply_migrations(todo)
             backend.connection.close()
             _set_timezone(lock_conn, timezone)
-            lock_conn.execute(f"SET TimeZone = '{timezone}'")
-            lock_conn.execute("SELECT v1_hub_ensure_partitions(now(), %s, %s)", [months_ahead, weeks_ahead])
+            lock_conn.execute(q.sql("set_session_timezone"), {"timezone": timezone})
+            lock_conn.execute(q.sql("ensure_partitions_from_now"),
+                              {"months_ahead": months_ahead, "weeks_ahead": weeks_ahead})
         finally:
-            lock_conn.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK_ID])
+            lock_conn.execute(q.sql("advisory_unlock"), {"lock_id": MIGRATION_LOCK_ID})
     return applied
 
 
 def _set_timezone(conn: psycopg.Connection, timezone: str) -> None:
     """So that CURRENT_DATE in an operator's ad-hoc query is the hub's work date."""
     try:
-        conn.execute(
-            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET TimeZone = %L', current_database(), "
-            + psycopg.sql.Literal(timezone).as_string(conn) + "); END $$")
+        conn.execute(pgsql.SQL(q.sql("set_database_timezone")).format(
+            database=pgsql.Identifier(conn.info.dbname), timezone=pgsql.Literal(timezone)))
     except psycopg.Error as exc:  # not the owner (hosted databases): the hub sets it per connection anyway
         log.warning("could not set the database TimeZone: %s", exc)

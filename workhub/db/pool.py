@@ -7,25 +7,22 @@ import logging
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from workhub.config import Settings
-from workhub.db.urls import redact
 from workhub.errors import HubError
 
 log = logging.getLogger(__name__)
 
-try:  # orjson parses the JSON replies of the ledger functions several times faster
-    import orjson
-
-    set_json_loads(orjson.loads)
-except ImportError:  # pragma: no cover
-    pass
+set_json_loads(orjson.loads)  # orjson parses the JSON replies of the ledger functions several times faster
 
 RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure: safe to run the transaction again
+# admin_shutdown, crash_shutdown, cannot_connect_now: the server is going away or not up yet
+_SHUTDOWN_STATES = {"57P01", "57P02", "57P03"}
 
 # While the database is known to be down, a request waits at most this long for a connection before
 # answering 503 (instead of the full pool timeout), so workers get a clear answer at once.
@@ -34,6 +31,19 @@ FAIL_FAST_SECONDS = 1.0
 # timeout keeps the next attempt close: after giving up, the next request that waits starts a fresh attempt
 # at once, so the hub recovers within about a second of the database coming back.
 RECONNECT_TIMEOUT = 5.0
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for a failure of the connection itself (the database is down or unreachable), as opposed to
+    an error of the statement: psycopg 3 makes deadlocks (40P01), serialization failures (40001),
+    cancelled statements (57014) and lock timeouts (55P03) OperationalErrors too, and those are not
+    "database down"."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
 
 def connect_kwargs(settings: Settings) -> dict:
@@ -71,15 +81,21 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection. Getting none, or losing it, is 503 database_unavailable (and marks the
+        database down); any other error of the work done on it propagates unchanged."""
         timeout = min(FAIL_FAST_SECONDS, self.settings.pool_timeout) if self._down else None
+        acquired = False
         try:
             async with self.pool.connection(timeout=timeout) as conn:
+                acquired = True
                 self._down = False
                 yield conn
         except PoolTimeout as exc:
             self._down = True
             raise database_unavailable(exc) from None
         except psycopg.OperationalError as exc:
+            if acquired and not is_unavailable(exc):
+                raise
             self._down = True
             raise database_unavailable(exc) from None
 
@@ -107,15 +123,13 @@ class Database:
                     log.warning("retrying after %s (attempt %d)", exc.sqlstate, attempt)
                     await asyncio.sleep(0.01 * attempt)
                     continue
-                if isinstance(exc, psycopg.OperationalError):
+                if is_unavailable(exc):
+                    self._down = True
                     raise database_unavailable(exc) from None
                 raise
 
     def stats(self) -> dict:
         return self.pool.get_stats()
-
-    def describe(self) -> str:
-        return redact(self.url)
 
 
 def database_unavailable(exc: Exception) -> HubError:

@@ -11,10 +11,6 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, parts.fragment))
 
 
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/") or "postgres"
-
-
 def redact(url: str) -> str:
     """The URL with its password replaced, for logs and messages."""
     parts = urlsplit(url)

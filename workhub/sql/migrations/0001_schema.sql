@@ -35,9 +35,12 @@ CREATE TABLE v1_hub_work_slots (
     pace                 text NOT NULL DEFAULT 'asap' CHECK (pace IN ('asap', 'even')),
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
-    CONSTRAINT v1_hub_work_slots_dates CHECK (end_date >= start_date),
-    CONSTRAINT v1_hub_work_slots_site_ref UNIQUE (external_site_id, external_ref)
+    CONSTRAINT v1_hub_work_slots_dates CHECK (end_date >= start_date)
 );
+-- external_ref is idempotent per site, the slots without a site (admin-made) sharing one namespace (site 0);
+-- slots without an external_ref are never unique (the guide's INSERT makes as many as it likes).
+CREATE UNIQUE INDEX v1_hub_work_slots_site_ref ON v1_hub_work_slots (coalesce(external_site_id, 0), external_ref)
+    WHERE external_ref IS NOT NULL;
 CREATE INDEX v1_hub_work_slots_active_dates ON v1_hub_work_slots (start_date, end_date) WHERE is_active;
 CREATE INDEX v1_hub_work_slots_site ON v1_hub_work_slots (external_site_id, id);
 
@@ -378,6 +381,15 @@ CREATE TABLE v1_hub_external_triggers_archive (LIKE v1_hub_external_triggers INC
                                                archived_at timestamptz NOT NULL DEFAULT now());
 
 -- ---------------------------------------------------------------- the seed's dashboard view
+-- What is left of a day's target and how much of it is done (percent, 2 decimals; a zero target is 100 %):
+-- the one definition for this view and the slot API (sql/queries/slots.sql). Plain SQL, inlined.
+CREATE FUNCTION v1_hub_remaining_count(target integer, success integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT GREATEST(target - success, 0) $$;
+CREATE FUNCTION v1_hub_completion_rate(target integer, success integer) RETURNS numeric
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT CASE WHEN target > 0 THEN round(100.0 * success / target, 2) ELSE 100.00 END $$;
+
 CREATE VIEW v1_hub_work_dashboard AS
 SELECT t.slot_id,
        t.work_date,
@@ -394,15 +406,37 @@ SELECT t.slot_id,
        t.blocked_count,
        t.expired_count,
        t.released_count,
-       GREATEST(t.target_count - t.success_count, 0) AS remaining_count,
-       CASE WHEN t.target_count > 0
-            THEN round(100.0 * t.success_count / t.target_count, 2)
-            ELSE 100.00 END AS completion_rate,
+       v1_hub_remaining_count(t.target_count, t.success_count) AS remaining_count,
+       v1_hub_completion_rate(t.target_count, t.success_count) AS completion_rate,
        t.first_allocated_at,
        t.last_result_at,
        t.completed_at
 FROM v1_hub_daily_work_tracking t
 JOIN v1_hub_work_slots s ON s.id = t.slot_id;
+
+-- A slot's ledger for one day as the slot API shows it (`today`): the tracking row, or before it exists
+-- (no allocation yet, midnight job not run) the untouched target of a working slot; no row otherwise.
+-- One SELECT in a STABLE SQL function: the planner inlines it (a lateral index lookup per slot).
+CREATE FUNCTION v1_hub_slot_day(p_slot_id integer, p_work_date date)
+RETURNS TABLE (work_date date, target_count integer, allocated_count integer, in_flight_count integer,
+               success_count integer, failed_count integer, blocked_count integer, expired_count integer,
+               released_count integer, remaining_count integer, completion_rate numeric,
+               completed_at timestamptz)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT p_work_date, d.target_count, d.allocated_count, d.in_flight_count, d.success_count, d.failed_count,
+           d.blocked_count, d.expired_count, d.released_count,
+           v1_hub_remaining_count(d.target_count, d.success_count),
+           v1_hub_completion_rate(d.target_count, d.success_count), d.completed_at
+    FROM (SELECT coalesce(t.target_count, s.daily_work_count) AS target_count,
+                 coalesce(t.allocated_count, 0) AS allocated_count, coalesce(t.in_flight_count, 0) AS in_flight_count,
+                 coalesce(t.success_count, 0) AS success_count, coalesce(t.failed_count, 0) AS failed_count,
+                 coalesce(t.blocked_count, 0) AS blocked_count, coalesce(t.expired_count, 0) AS expired_count,
+                 coalesce(t.released_count, 0) AS released_count, t.completed_at
+          FROM v1_hub_work_slots s
+          LEFT JOIN v1_hub_daily_work_tracking t ON t.slot_id = s.id AND t.work_date = p_work_date
+          WHERE s.id = p_slot_id
+            AND (t.id IS NOT NULL OR (s.is_active AND p_work_date BETWEEN s.start_date AND s.end_date))) d
+$$;
 
 -- ---------------------------------------------------------------- partitions
 -- Creates the partitions covering p_now's period and the next ones; idempotent.

@@ -145,6 +145,9 @@ BEGIN
     END IF;
 
     -- 1. lock the least complete allocatable rows nobody else holds
+    -- (the allocatable predicate is repeated in step 2 and, in part, in the no_work reasons below on purpose:
+    -- a view would make FOR UPDATE lock the slot rows too, and a function hides it from the planner's use
+    -- of the v1_hub_tracking_open index and from the re-check after a lock wait)
     SELECT array_agg(id) INTO cand FROM (
         SELECT t.id
         FROM v1_hub_daily_work_tracking t
@@ -161,6 +164,7 @@ BEGIN
         FOR UPDATE OF t SKIP LOCKED) c;
 
     -- 2. all of them busy: wait (holding nothing) for the best one; the guard is re-checked after the wait
+    --    (the same predicate as step 1: keep the two in step; only LIMIT and SKIP LOCKED differ)
     IF cand IS NULL THEN
         SELECT array_agg(id) INTO cand FROM (
             SELECT t.id

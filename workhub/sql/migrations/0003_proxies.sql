@@ -47,7 +47,8 @@ $$;
 -- ---------------------------------------------------------------- heartbeat
 -- A proxy agent reports its current exit IP. Under the row lock, a different IP closes the old one
 -- into ip_history (capped) and resets the use budget, so concurrent heartbeats carrying the same new IP
--- rotate exactly once. p_token_hash is checked against agent_token_hash unless p_trusted (fleet/admin).
+-- rotate exactly once. Unless p_trusted (fleet/admin), p_token_hash must equal the proxy's agent_token_hash:
+-- a proxy without an agent token takes only trusted heartbeats.
 -- Returns {"error": ...} or the proxy's state with rotate = true while it is exhausted.
 CREATE OR REPLACE FUNCTION v1_hub_proxy_heartbeat(p_id integer, p_ip inet, p_now timestamptz,
                                                   p_history_max integer, p_trusted boolean,
@@ -64,7 +65,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN jsonb_build_object('error', 'proxy_not_found');
     END IF;
-    IF NOT p_trusted AND (p.agent_token_hash IS DISTINCT FROM p_token_hash) THEN
+    IF NOT p_trusted AND (p_token_hash IS NULL OR p.agent_token_hash IS DISTINCT FROM p_token_hash) THEN
         RETURN jsonb_build_object('error', 'unauthorized');
     END IF;
 

@@ -1,10 +1,5 @@
 -- The proxy pool. Listings never select password or agent_token_hash.
 
--- name: create_proxy
-INSERT INTO v1_hub_proxies (host, port, protocol, username, password, max_uses)
-VALUES (%(host)s, %(port)s, %(protocol)s, %(username)s, %(password)s, %(max_uses)s)
-RETURNING id;
-
 -- name: import_proxies
 -- All rows in one statement; endpoints that already exist are skipped here and reported by the
 -- caller (which then rolls the whole import back).
@@ -172,14 +167,12 @@ SET max_uses = %(max_uses)s,
 WHERE id = %(proxy_id)s
 RETURNING id;
 
+-- name: proxy_agent_token_hash
+SELECT agent_token_hash FROM v1_hub_proxies WHERE id = %(proxy_id)s;
+
 -- name: set_proxy_agent_token
 UPDATE v1_hub_proxies
 SET agent_token_hash = %(token_hash)s, heartbeat_managed = true, updated_at = %(now)s
-WHERE id = %(proxy_id)s
-RETURNING id;
-
--- name: set_proxy_heartbeat_managed
-UPDATE v1_hub_proxies SET heartbeat_managed = %(managed)s, updated_at = %(now)s
 WHERE id = %(proxy_id)s
 RETURNING id;
 

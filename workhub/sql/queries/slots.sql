@@ -10,11 +10,12 @@ VALUES (%(keyword)s, %(code)s, %(start_date)s, %(end_date)s, %(daily_work_count)
         coalesce(%(block_image_cdn)s, false), coalesce(%(block_img1a_cdn)s, false),
         coalesce(%(block_thumbnail_cdn)s, false), coalesce(%(is_active)s, true), %(site_id)s,
         %(external_ref)s, %(max_daily_attempts)s, coalesce(%(pace)s, 'asap'))
-ON CONFLICT (external_site_id, external_ref) DO NOTHING
+ON CONFLICT (coalesce(external_site_id, 0), external_ref) WHERE external_ref IS NOT NULL DO NOTHING
 RETURNING *;
 
 -- name: slot_by_ref
-SELECT * FROM v1_hub_work_slots WHERE external_site_id = %(site_id)s AND external_ref = %(external_ref)s;
+SELECT * FROM v1_hub_work_slots
+WHERE external_site_id IS NOT DISTINCT FROM %(site_id)s::integer AND external_ref = %(external_ref)s;
 
 -- name: get_slot
 SELECT * FROM v1_hub_work_slots
@@ -25,43 +26,15 @@ SELECT * FROM v1_hub_work_slots
 WHERE id = %(slot_id)s AND (%(site_id)s::integer IS NULL OR external_site_id = %(site_id)s)
 FOR UPDATE;
 
--- Today's ledger row; before the day's row exists (no allocation yet, midnight job not run) a working
--- slot shows its untouched target.
+-- Today's ledger row (the `today` of a slot, as list_slots shows it too); before the day's row exists
+-- (no allocation yet, midnight job not run) a working slot shows its untouched target.
 -- name: slot_today
-SELECT %(work_date)s::date AS work_date, coalesce(t.target_count, s.daily_work_count) AS target_count,
-       coalesce(t.allocated_count, 0) AS allocated_count, coalesce(t.in_flight_count, 0) AS in_flight_count,
-       coalesce(t.success_count, 0) AS success_count, coalesce(t.failed_count, 0) AS failed_count,
-       coalesce(t.blocked_count, 0) AS blocked_count, coalesce(t.expired_count, 0) AS expired_count,
-       coalesce(t.released_count, 0) AS released_count,
-       GREATEST(coalesce(t.target_count, s.daily_work_count) - coalesce(t.success_count, 0), 0) AS remaining_count,
-       CASE WHEN coalesce(t.target_count, s.daily_work_count) > 0
-            THEN round(100.0 * coalesce(t.success_count, 0) / coalesce(t.target_count, s.daily_work_count), 2)
-            ELSE 100.00 END AS completion_rate,
-       t.completed_at
-FROM v1_hub_work_slots s
-LEFT JOIN v1_hub_daily_work_tracking t ON t.slot_id = s.id AND t.work_date = %(work_date)s
-WHERE s.id = %(slot_id)s
-  AND (t.id IS NOT NULL OR (s.is_active AND %(work_date)s::date BETWEEN s.start_date AND s.end_date));
+SELECT * FROM v1_hub_slot_day(%(slot_id)s::integer, %(work_date)s::date);
 
--- Keyset pagination on id; every filter is optional (NULL = any).
+-- Keyset pagination on id; every filter is optional (NULL = any). `today` is slot_today's row, as JSON.
 -- name: list_slots
-SELECT s.*,
-       CASE WHEN t.id IS NOT NULL OR (s.is_active AND %(work_date)s::date BETWEEN s.start_date AND s.end_date)
-       THEN jsonb_build_object(
-           'work_date', %(work_date)s::date, 'target_count', coalesce(t.target_count, s.daily_work_count),
-           'allocated_count', coalesce(t.allocated_count, 0), 'in_flight_count', coalesce(t.in_flight_count, 0),
-           'success_count', coalesce(t.success_count, 0), 'failed_count', coalesce(t.failed_count, 0),
-           'blocked_count', coalesce(t.blocked_count, 0), 'expired_count', coalesce(t.expired_count, 0),
-           'released_count', coalesce(t.released_count, 0),
-           'remaining_count', GREATEST(coalesce(t.target_count, s.daily_work_count) - coalesce(t.success_count, 0), 0),
-           'completion_rate', CASE WHEN coalesce(t.target_count, s.daily_work_count) > 0
-                                   THEN round(100.0 * coalesce(t.success_count, 0)
-                                              / coalesce(t.target_count, s.daily_work_count), 2)
-                                   ELSE 100.00 END,
-           'completed_at', t.completed_at)
-       END AS today
+SELECT s.*, (SELECT to_jsonb(d) FROM v1_hub_slot_day(s.id, %(work_date)s::date) d) AS today
 FROM v1_hub_work_slots s
-LEFT JOIN v1_hub_daily_work_tracking t ON t.slot_id = s.id AND t.work_date = %(work_date)s
 WHERE (%(site_id)s::integer IS NULL OR s.external_site_id = %(site_id)s)
   AND (%(is_active)s::boolean IS NULL OR s.is_active = %(is_active)s)
   AND (%(keyword)s::text IS NULL OR s.keyword ILIKE '%%' || %(keyword)s || '%%')
@@ -86,9 +59,8 @@ RETURNING *;
 -- The daily ledger of a slot over a date range, live rows and archived ones alike.
 -- name: slot_progress_days
 SELECT work_date, target_count, allocated_count, in_flight_count, success_count, failed_count, blocked_count,
-       expired_count, released_count, GREATEST(target_count - success_count, 0) AS remaining_count,
-       CASE WHEN target_count > 0 THEN round(100.0 * success_count / target_count, 2) ELSE 100.00 END
-           AS completion_rate,
+       expired_count, released_count, v1_hub_remaining_count(target_count, success_count) AS remaining_count,
+       v1_hub_completion_rate(target_count, success_count) AS completion_rate,
        first_allocated_at, last_result_at, completed_at, archived
 FROM (
     SELECT work_date, target_count, allocated_count, in_flight_count, success_count, failed_count, blocked_count,

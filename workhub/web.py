@@ -1,4 +1,7 @@
-"""Request-scoped helpers shared by the routers."""
+"""Request-scoped helpers shared by auth, the API routers and the dashboard: the settings and database
+of the app serving the request, and the caller's address.
+
+A low module (config and db only), so that auth (below api) and the dashboard (beside api) can use it."""
 
 from __future__ import annotations
 
