@@ -4,16 +4,14 @@ under concurrent evaluation (in one process and from two processes), notificatio
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from tests.conftest import ADMIN_KEY, ROOT, TIMEZONE, make_settings
+from tests.webhook_receiver import WebhookReceiver
 from workhub.core import alarms
 
 
@@ -178,37 +176,9 @@ def test_cli_evaluate_and_list_all(sql, db_url, tmp_path):
     assert everything.stdout.count("resolved") >= 2 and "success_rate" in everything.stdout
 
 
-class _Webhook:
-    """A loopback HTTP receiver that records JSON bodies and answers with a chosen status."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("content-length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def webhook():
-    hook = _Webhook()
+    hook = WebhookReceiver()
     yield hook
     hook.close()
 
