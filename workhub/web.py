@@ -33,7 +33,10 @@ def client_ip(request: Request) -> str:
     The forwarded chain is read from the right, skipping trusted proxies, so a client cannot forge
     its address by sending its own X-Forwarded-For."""
     settings: Settings = request.app.state.settings
-    peer = request.client.host if request.client else "127.0.0.1"
+    client = request.scope.get("client")
+    peer = client[0] if client else "127.0.0.1"
+    if not settings.trusted_proxies:  # the common case: no proxy in front, nothing else to look at
+        return peer
     trusted = _networks(tuple(settings.trusted_proxies))
     if not trusted or not _in(peer, trusted):
         return peer

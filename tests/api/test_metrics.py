@@ -72,6 +72,70 @@ def test_metrics_move_as_traffic_flows(api, anon, sql):
     assert total(after, "workhub_db_pool_connections", state="size") >= 1
 
 
+def test_worker_outcomes_are_counted_from_the_routes(anon, sql):
+    """allocate and submit outcomes come from the routes (no reply body is parsed): every kind is counted
+    once, and submits answered with an error status count as outcome "error"."""
+    # a keyword and a code that look like the key the package counter looks for: never counted
+    sql.execute("""INSERT INTO v1_hub_work_slots (keyword, code, start_date, end_date, daily_work_count)
+                   VALUES ('x "allocation_key": y', 'allocation_key', CURRENT_DATE, CURRENT_DATE, 3)""")
+    sql.execute("INSERT INTO v1_hub_proxies (host, port) VALUES ('127.0.0.1', 3128), ('127.0.0.1', 3129)")
+    before = scrape(anon)
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    leases = anon.get("/api/allocate-work", params={"count": 3}).json()["allocations"]
+    assert len(leases) == 3
+    assert anon.post("/api/allocate-work", json={"count": 5}).json()["reason"] == "daily_quota_reached"
+    assert anon.get("/api/allocate-work", params={"count": 0}).status_code == 422  # not an allocate reply
+
+    def key(i: int) -> str:
+        return leases[i]["allocation_key"]
+
+    result = {"status": "success", "execution_time_ms": 100}
+    assert anon.post("/api/submit-result", json={"allocation_key": key(0), **result}).json()["status"] == "accepted"
+    again = anon.post("/api/submit-result", json={"allocation_key": key(0), **result})
+    assert again.json() == {"status": "duplicate", "result_id": again.json()["result_id"], "counted": True}
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert anon.post("/api/submit-result", json={"allocation_key": unknown, **result}).status_code == 404
+    assert anon.post("/api/submit-result", json={"allocation_key": key(1), "status": "nope"}).status_code == 422
+    assert anon.post(f"/api/allocations/{key(2)}/release", json={}).status_code == 200
+    assert anon.post("/api/submit-result", json={"allocation_key": key(2), **result}).status_code == 409
+    batch = anon.post("/api/submit-results", json={"results": [
+        {"allocation_key": key(1), **result}, {"allocation_key": unknown, **result},
+        {"allocation_key": key(0), **result}]})
+    assert [o["status"] for o in batch.json()["results"]] == ["accepted", "error", "duplicate"]
+    assert anon.post("/api/submit-results", json={"results": []}).status_code == 422  # a rejected batch: one error
+    after = scrape(anon)
+
+    assert delta("workhub_allocate_replies_total", status="allocated", reason="") == 1
+    assert delta("workhub_allocate_replies_total", status="no_work", reason="daily_quota_reached") == 1
+    assert sum(v for (n, _), v in after.items() if n == "workhub_allocate_replies_total") \
+        - sum(v for (n, _), v in before.items() if n == "workhub_allocate_replies_total") == 2
+    assert delta("workhub_packages_allocated_total") == 3
+    assert delta("workhub_submit_outcomes_total", outcome="accepted") == 2
+    assert delta("workhub_submit_outcomes_total", outcome="duplicate") == 2
+    assert delta("workhub_submit_outcomes_total", outcome="error") == 5  # 404, 422, 409, batch item, batch
+    assert delta("workhub_submit_outcomes_total", outcome="late") == 0
+    route = "/api/submit-result"
+    assert total(after, "workhub_http_requests_total", route=route, status="404") \
+        - total(before, "workhub_http_requests_total", route=route, status="404") == 1
+
+
+def test_allocate_outcome_from_the_reply_text():
+    from workhub.api.metrics import allocate_outcome
+
+    package = ('{"slot": {"id": 1, "code": "allocation_key", "keyword": "a \\"allocation_key\\": b"}, '
+               '"proxy": {"id": 2}, "settings": {}, "work_date": "2024-01-01", "expires_at": "x", '
+               '"allocation_key": "3f1c9a4e-8a43-4f51-9d65-2f7f4cf3b2a1"}')
+    packages = ", ".join([package] * 50)
+    assert allocate_outcome('{"status": "allocated", "allocations": [' + packages + ']}') == ("allocated", "", 50)
+    assert allocate_outcome('{"reason": "no_proxy_available", "status": "no_work", "allocations": [], '
+                            '"retry_after_seconds": 15}') == ("no_work", "no_proxy_available", 0)
+    # another key order (a different server) is parsed
+    assert allocate_outcome('{"allocations": [' + package + '], "status": "allocated"}') == ("allocated", "", 1)
+
+
 def test_metrics_report_alerts_and_job_runs(anon, sql):
     sql.execute("INSERT INTO v1_hub_alerts (rule, subject, severity, message) VALUES "
                 "('client_offline', '10.0.0.1', 'warning', 'x'), ('client_offline', '10.0.0.2', 'warning', 'y')")

@@ -103,7 +103,11 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
         assert lat["n"] > 0 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert cycles["submit"]["n"] == cycles["cycles"]
     assert cycles["ledger"]["exact"] is True and cycles["ledger"]["success_added"] >= cycles["cycles"]
-    assert report["allocate_p99"]["workers"] == 3 and report["allocate_p99"]["p99_ms"] > 0
+    paced, saturated = report["allocate_p99"], report["allocate_p99_saturated"]
+    assert paced["workers"] == saturated["workers"] == 3 and paced["p99_ms"] > 0 and paced["errors"] == 0
+    assert paced["offered_cycles_per_s"] == round(0.5 * saturated["cycles_per_s"], 1)
+    # paced workers start cycles at the offered rate, not as fast as the hub answers (closed loop: ~2x)
+    assert 0 < paced["cycles_per_s"] <= paced["offered_cycles_per_s"] * 1.25 + 1
     batch = report["batch"]
     assert batch["packages_per_s"] > 0 and batch["packages"] <= 5 * batch["requests"]
     assert report["batch_floor"]["packages_per_s"] == round(report["batch_floor"]["tps"] * 5, 1)
@@ -112,6 +116,11 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     large = report["large"]
     assert large["generate"]["counts"]["results"] >= 500 and large["cycles"]["cycles_per_s"] > 0
     assert all(e["status"] == 200 for e in large["endpoints"]), large["endpoints"]
+    assert large["minute_job"]["status"] == "ok"   # the roll-up a running hub's scheduler would have done
+    timed = {e["path"] for e in large["endpoints"]}
+    # the dashboard (logged in) as well as the API: its pages and auto-refresh fragments
+    assert {"/", "/slots/1", "/analysis", "/ui/kpis"} <= timed and "/api/monitor" in timed
+    assert not any(p.startswith("/login") for p in timed)
 
     checks = {c["name"].split(" (")[0]: c for c in report["checks"]}
     vs_floor = checks["cycles/s vs pgbench floor"]

@@ -94,3 +94,30 @@ def test_parallel_allocations_never_overshoot(sql, db_url):
                       "WHERE slot_id = %s", (slot_id,)).fetchone()
     assert row == (10, 10, 10)
     assert sql.execute("SELECT sum(use_count) FROM v1_hub_proxies").fetchone()[0] == 10
+
+
+def test_batch_spreads_round_robin_over_slots_and_water_fills_proxies(sql):
+    """One call of count=10 over slots with 1, 1, 1 and 20 left takes every single one and fills the rest
+    from the big slot; proxies at 0 and 4 uses give the least-used one its first 4 before the tie."""
+    a = sql.execute("INSERT INTO v1_hub_proxies (host, port, max_uses) VALUES ('10.4.0.1', 3128, 100) "
+                    "RETURNING id").fetchone()[0]
+    b = sql.execute("INSERT INTO v1_hub_proxies (host, port, max_uses, use_count) VALUES ('10.4.0.2', 3128, 100, 4) "
+                    "RETURNING id").fetchone()[0]
+    small = [slot(sql, 1) for _ in range(3)]
+    big = slot(sql, 20)
+    got = allocate(sql, DAY_START + timedelta(hours=1), count=10)["allocations"]
+    by_slot = {}
+    for package in got:
+        by_slot[package["slot"]["id"]] = by_slot.get(package["slot"]["id"], 0) + 1
+    assert by_slot == {small[0]: 1, small[1]: 1, small[2]: 1, big: 7}
+    # uses 0..3 only on a, then a and b alternate from 4 uses on: a gets 4 + 3, b gets 3
+    by_proxy = {}
+    for package in got:
+        by_proxy[package["proxy"]["id"]] = by_proxy.get(package["proxy"]["id"], 0) + 1
+    assert by_proxy == {a: 7, b: 3}
+    uses = dict(sql.execute("SELECT id, use_count FROM v1_hub_proxies").fetchall())
+    assert uses == {a: 7, b: 7}
+    tracking = dict(sql.execute("SELECT slot_id, in_flight_count FROM v1_hub_daily_work_tracking").fetchall())
+    assert tracking == {small[0]: 1, small[1]: 1, small[2]: 1, big: 7}
+    # the small slots are full: their rows left the open-rows index (fill_ratio reached 1)
+    assert sql.execute("SELECT count(*) FROM v1_hub_daily_work_tracking WHERE fill_ratio < 1").fetchone()[0] == 1

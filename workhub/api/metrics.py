@@ -58,12 +58,50 @@ DB_POOL = Gauge("workhub_db_pool_connections", "Connection pool of the hub proce
 
 _ALLOCATE_PATH = "/api/allocate-work"
 _SUBMIT_PATHS = ("/api/submit-result", "/api/submit-results")
+_OUTCOME_PATHS = frozenset((_ALLOCATE_PATH, *_SUBMIT_PATHS))
 _POOL_REFRESH_SECONDS = 1.0
+_MAX_CACHED_SERIES = 4096  # label children kept per process (method and route labels are bounded anyway)
+
+# Where the worker routes leave what they answered, for the middleware to count (see note_allocate and
+# note_submit): the routes know their outcome, so no reply body is buffered or parsed to count it.
+OUTCOME_KEY = "workhub.outcome"
+_ALLOCATED_PREFIX = '{"status": "allocated"'
+_PACKAGE_KEY = '"allocation_key": '
+
+
+def allocate_outcome(reply: str) -> tuple[str, str, int]:
+    """(status, no_work reason or "", packages) of the JSON text v1_hub_allocate_work returned.
+
+    PostgreSQL prints a jsonb object with its keys by length, so an allocated reply starts with
+    ``{"status": "allocated"`` and each package has exactly one ``"allocation_key": `` key (a string value
+    cannot hold an unescaped quote, so a keyword or password never matches): counting them is much
+    cheaper than parsing 50 packages. Anything else (the short no_work reply) is parsed."""
+    if reply.startswith(_ALLOCATED_PREFIX):
+        return "allocated", "", reply.count(_PACKAGE_KEY)
+    try:
+        data = orjson.loads(reply)
+    except orjson.JSONDecodeError:
+        return "unknown", "", 0
+    allocations = data.get("allocations")
+    return str(data.get("status", "unknown")), data.get("reason") or "", len(allocations) if allocations else 0
+
+
+def note_allocate(scope: dict, reply: str) -> None:
+    """The allocate route hands its reply's outcome to MetricsMiddleware."""
+    scope[OUTCOME_KEY] = allocate_outcome(reply)
+
+
+def note_submit(scope: dict, *statuses: str) -> None:
+    """The submit routes hand the outcome of each submitted result (accepted, duplicate, late, error)."""
+    scope[OUTCOME_KEY] = statuses
 
 
 class MetricsMiddleware:
-    """Pure ASGI (no BaseHTTPMiddleware): one perf_counter pair and a dict lookup per request; bodies are
-    read only for the allocate and submit routes, to count outcomes."""
+    """Pure ASGI (no BaseHTTPMiddleware): one perf_counter pair and a few dict lookups per request.
+
+    Reply bodies are never read: the allocate and submit routes leave their outcome in the scope
+    (OUTCOME_KEY). A submit answered with an error status (401, 404, 409, 422, 503, ...) counts as one
+    ``error`` outcome (a whole rejected batch included: its items are not known)."""
 
     def __init__(self, app, fastapi_app: FastAPI):
         self.app = app
@@ -75,18 +113,11 @@ class MetricsMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = 500
-        watch: list[bytes] | None = None
 
         async def send_wrapper(message):
-            nonlocal status, watch
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                route = scope.get("route")
-                path = getattr(route, "path", None)
-                if status == 200 and (path == _ALLOCATE_PATH or path in _SUBMIT_PATHS):
-                    watch = []
-            elif message["type"] == "http.response.body" and watch is not None:
-                watch.append(message.get("body", b""))
             await send(message)
 
         HTTP_IN_PROGRESS.inc()
@@ -97,10 +128,10 @@ class MetricsMiddleware:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "GET")
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
-            if watch:
-                _count_outcomes(route, b"".join(watch))
+            _series(HTTP_REQUESTS, method, route, str(status)).inc()
+            _series(HTTP_LATENCY, method, route).observe(elapsed)
+            if route in _OUTCOME_PATHS:
+                _count_outcome(route, status, scope.get(OUTCOME_KEY))
             now = time.monotonic()
             if now - self._pool_checked > _POOL_REFRESH_SECONDS:
                 self._pool_checked = now
@@ -116,21 +147,33 @@ class MetricsMiddleware:
         DB_POOL.labels("waiting").set(stats.get("requests_waiting", 0))
 
 
-def _count_outcomes(route: str, body: bytes) -> None:
-    try:
-        reply = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
+_SERIES: dict[tuple, object] = {}
+
+
+def _series(metric, *labels: str):
+    """``metric.labels(*labels)``, cached: labels() checks its arguments and takes a lock on every call.
+    Children are never removed from these metrics, so a cached child stays the one exported."""
+    key = (metric, labels)
+    child = _SERIES.get(key)
+    if child is None:
+        if len(_SERIES) >= _MAX_CACHED_SERIES:  # label values a client chose (the method): stay bounded
+            _SERIES.clear()
+        child = _SERIES[key] = metric.labels(*labels)
+    return child
+
+
+def _count_outcome(route: str, status: int, outcome) -> None:
     if route == _ALLOCATE_PATH:
-        status = reply.get("status", "unknown")
-        ALLOCATE_REPLIES.labels(status, reply.get("reason") or "").inc()
-        if reply.get("allocations"):
-            PACKAGES_ALLOCATED.inc(len(reply["allocations"]))
-    elif "results" in reply:
-        for item in reply["results"]:
-            SUBMIT_OUTCOMES.labels(item.get("status", "unknown")).inc()
-    else:
-        SUBMIT_OUTCOMES.labels(reply.get("status", "unknown")).inc()
+        if status == 200 and outcome is not None:
+            reply_status, reason, packages = outcome
+            _series(ALLOCATE_REPLIES, reply_status, reason).inc()
+            if packages:
+                PACKAGES_ALLOCATED.inc(packages)
+    elif status >= 400:
+        _series(SUBMIT_OUTCOMES, "error").inc()
+    elif outcome is not None:
+        for item in outcome:
+            _series(SUBMIT_OUTCOMES, item).inc()
 
 
 class DatabaseCollector:

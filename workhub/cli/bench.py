@@ -83,9 +83,11 @@ def render(report: dict) -> None:
         t.add_row(f"HTTP cycles, {r['workers']} workers", _fmt(r["cycles_per_s"]), "cycles/s",
                   "{p50_ms}/{p95_ms}/{p99_ms}".format(**r["allocate"]),
                   "{p50_ms}/{p95_ms}/{p99_ms}".format(**r["submit"]), _fmt(r["errors"]))
-    if "allocate_p99" in report and report["allocate_p99"].get("reused") is None:
+    if "allocate_p99" in report:
         r = report["allocate_p99"]
-        t.add_row(f"allocate at {r['workers']} workers", "", "", "{p50_ms}/{p95_ms}/{p99_ms}".format(**r), "", "")
+        t.add_row(f"paced, {r['workers']} workers at {r['offered_cycles_per_s']:g}/s", _fmt(r["cycles_per_s"]),
+                  "cycles/s", "{p50_ms}/{p95_ms}/{p99_ms}".format(**r),
+                  "{p50_ms}/{p95_ms}/{p99_ms}".format(**r["submit"]), _fmt(r["errors"]))
     if "batch_floor" in report:
         f = report["batch_floor"]
         t.add_row(f"pgbench batch floor, {f['clients']} clients", _fmt(f["packages_per_s"]), "packages/s",
@@ -153,6 +155,8 @@ def register(app: typer.Typer) -> None:
         batch_count: int = typer.Option(50, min=1, max=100, help="Packages per batch allocation"),
         batch_workers: int = typer.Option(4, min=1, max=256, help="Concurrent batch allocators"),
         p99_workers: int = typer.Option(32, min=1, max=512, help="Workers for the allocate p99 figure"),
+        p99_load: float = typer.Option(0.5, min=0.05, max=1.0,
+                                       help="Paced p99 phase: offered load as a fraction of the closed-loop rate"),
         slots: int = typer.Option(1000, min=1, help="Slots in the benchmark database"),
         proxies: int = typer.Option(2000, min=1, help="Proxies in the benchmark database"),
         client_processes: int = typer.Option(0, min=0, max=32, help="Load-generator processes (0 = auto)"),
@@ -180,7 +184,7 @@ def register(app: typer.Typer) -> None:
         admin_url = db_url or database_url(s)
         opts = core.BenchOptions(
             workers=workers, duration=duration, warmup=warmup, hub_processes=hub_processes, server=server,
-            scale=scale_list, p99_workers=p99_workers, batch_count=batch_count,
+            scale=scale_list, p99_workers=p99_workers, p99_load=p99_load, batch_count=batch_count,
             batch_workers=batch_workers, slots=slots, proxies=proxies, client_processes=client_processes,
             pool_max=pool_max, floor=floor, large=large, large_slots=large_slots, large_results=results,
             database=database, keep=keep, pgbench=pgbench)

@@ -3,8 +3,9 @@ each settings combination, block types, rank history and daily trends.
 
 Each function keeps the operations guide's grouping and formulas, so on the same data it returns the
 guide's numbers. Recent days come from the raw tables; days whose raw rows have been archived come
-from the daily rollups, which keeps long windows fast on large data. Results are cached: statistics
-5 minutes, dashboard data (trends, rank history) 1 minute.
+from the daily rollups, which keeps long windows fast on large data. The settings analysis also reads
+what has closed of its window from its own exact rollup (migration 0007), kept current by the minute
+job. Results are cached: statistics 5 minutes, dashboard data (trends, rank history) 1 minute.
 """
 
 from __future__ import annotations
@@ -58,17 +59,35 @@ async def client_performance(conn: AsyncConnection, settings: Settings, day: dat
 async def settings_effect(conn: AsyncConnection, settings: Settings, days: int = 7,
                           min_sample: int = 10) -> list[dict]:
     """Seed 3.4: results per settings combination since `days` days before today, with at least
-    `min_sample` results, best success rate first."""
+    `min_sample` results, best success rate first.
+
+    What has closed of the window (past days, and today in 15-minute steps) is read from the settings
+    rollup (migration 0007), rolled up here when first needed; the rest, from a few minutes ago on, from
+    the raw results. The rollup keeps the guide's sums and counts, so the numbers are the guide's, and
+    current. Days older than the raw retention come from the weekly rollup (their rows are archived)."""
     _check_range("days", days, 1, 3660)
     _check_range("min_sample", min_sample, 1, 1_000_000_000)
     today = settings.work_date()
     from_date = today - timedelta(days=days)
-    # raw rows are kept for retain_results_days; older days of the window come from the rollup
-    raw_from_date = max(from_date, today - timedelta(days=settings.retain_results_days))
-    raw_from = datetime.combine(raw_from_date, time.min, tzinfo=settings.tz)
+    retain_from = today - timedelta(days=settings.retain_results_days)
+    chain = await _settings_rollup(conn, settings, max(from_date, retain_from))
     rows = await q.fetch_all(conn, "analysis_settings_effect", {
-        "from_date": from_date, "raw_from": raw_from, "min_sample": min_sample})
+        "from_date": from_date, "retain_from": retain_from, "span_ids": chain["span_ids"],
+        "raw_from": chain["chain_end"], "min_sample": min_sample})
     return _rows(rows)
+
+
+async def _settings_rollup(conn: AsyncConnection, settings: Settings, from_date: date) -> dict:
+    start = datetime.combine(from_date, time.min, tzinfo=settings.tz)
+    return await q.fetch_one(conn, "analysis_settings_rollup", {"from": start, "now": settings.now()})
+
+
+async def rollup_settings(conn: AsyncConnection, settings: Settings, days: int = 7) -> int:
+    """Rolls up, for settings_effect, what has closed of the last `days` days; returns the number of
+    spans in the chain. Cheap when there is nothing new; the minute job calls it, so no request pays
+    for rolling up a closed day."""
+    chain = await _settings_rollup(conn, settings, settings.work_date() - timedelta(days=days))
+    return len(chain["span_ids"])
 
 
 @cached("stats")

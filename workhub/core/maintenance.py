@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from workhub.config import Settings
-from workhub.core import alarms, allocation, proxies, webhooks
+from workhub.core import alarms, allocation, analysis, proxies, webhooks
 from workhub.db import queries as q
 from workhub.errors import HubError
 
@@ -202,6 +202,8 @@ async def minute_job(run: JobRun) -> None:
     await run.step("alarms", lambda: alarms.evaluate_and_notify(db, settings))
     await run.step("webhooks", lambda: webhooks.deliver_due(db, settings))
     await run.step("client_counters", lambda: db.run(rollup_client_counters, settings))
+    # keeps the settings analysis' roll-up current, so no request pays for rolling up a closed day
+    await run.step("settings_rollup", lambda: db.run(analysis.rollup_settings, settings))
 
 
 async def midnight_job(run: JobRun) -> None:

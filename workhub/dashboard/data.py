@@ -1,4 +1,5 @@
-"""What the dashboard pages show: reads over one connection, shaped for the templates.
+"""What the dashboard pages show: reads shaped for the templates (the pages that combine independent
+reads run them at once, each on its own pooled connection).
 
 The figures come from the capability modules (core.monitor, core.analysis, core.alarms, core.clients,
 core.maintenance), so the dashboard and the API always agree and share their caches (dashboard data
@@ -9,6 +10,7 @@ sort, the slot's ledger and recent results, and the proxy pool with IP histories
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from workhub.core import clients as clients_core
 from workhub.core import maintenance as maintenance_core
 from workhub.core import proxies as proxies_core
 from workhub.db import queries as q
+from workhub.db.pool import Database
 
 SORTS = ("completion", "keyword", "target", "success", "in_flight", "failed", "id")
 PAGE_SIZE = 100
@@ -149,11 +152,20 @@ async def trends(conn: AsyncConnection, settings: Settings, days: int = 14) -> d
     }
 
 
-async def analysis_page(conn: AsyncConnection, settings: Settings) -> dict[str, Any]:
-    """Settings combinations (seed 3.4), block types (seed 6), per-client performance (seed 3.3), trends."""
-    return {
-        "settings_effect": await analysis.settings_effect(conn, settings, days=7, min_sample=10),
-        "block_types": await analysis.block_types(conn, settings, hours=24),
-        "client_performance": await analysis.client_performance(conn, settings),
-        "trends": await trends(conn, settings),
-    }
+async def analysis_page(db: Database, settings: Settings) -> dict[str, Any]:
+    """Settings combinations (seed 3.4), block types (seed 6), per-client performance (seed 3.3), trends:
+    four independent read-only queries, each on its own connection at once (the page waits for the
+    slowest, not for the sum; on large data that is the difference to the 300 ms target)."""
+    effect, blocks, clients_, trend = await asyncio.gather(
+        db.run(analysis.settings_effect, settings, days=7, min_sample=10),
+        db.run(analysis.block_types, settings, hours=24),
+        db.run(analysis.client_performance, settings),
+        db.run(trends, settings))
+    return {"settings_effect": effect, "block_types": blocks, "client_performance": clients_, "trends": trend}
+
+
+async def overview_page(db: Database, settings: Settings, **progress_options) -> dict[str, Any]:
+    """The overview's KPIs, slot progress and trends, queried at once on three connections."""
+    kpis, progress, trend = await asyncio.gather(
+        db.run(overview, settings), db.run(slot_progress, settings, **progress_options), db.run(trends, settings))
+    return {"kpis": kpis, "progress": progress, "trends": trend, "alerts": kpis["alerts"]}

@@ -224,13 +224,9 @@ async def logout(request: Request):
 async def overview_page(request: Request, q: str = "", sort: str = "completion", dir: str = "asc",
                         page: int = 1):
     require_login(request)
-    settings = settings_of(request)
-    db = db_of(request)
-    kpis = await db.run(data.overview, settings)
-    progress = await db.run(data.slot_progress, settings, search=q, sort=sort, direction=dir, page=page)
-    trends = await db.run(data.trends, settings)
-    return render(request, "overview.html", {"kpis": kpis, "progress": progress, "trends": trends,
-                                             "alerts": kpis["alerts"]})
+    page_data = await data.overview_page(db_of(request), settings_of(request), search=q, sort=sort, direction=dir,
+                                         page=page)
+    return render(request, "overview.html", page_data)
 
 
 @router.get("/slots/{slot_id}", response_class=HTMLResponse)
@@ -260,7 +256,7 @@ async def proxies_page(request: Request, status: str | None = None):
 @router.get("/analysis", response_class=HTMLResponse)
 async def analysis_page(request: Request):
     require_login(request)
-    result = await db_of(request).run(data.analysis_page, settings_of(request))
+    result = await data.analysis_page(db_of(request), settings_of(request))
     return render(request, "analysis.html", result)
 
 
@@ -319,11 +315,30 @@ async def alerts_partial(request: Request):
 
 
 # ---------------------------------------------------------------- wiring
+# Paths that never use the dashboard session: the worker, customer and admin APIs, metrics, health probes
+# and static files. They skip SessionMiddleware (cookie parsing and signature check on the way in, a
+# header wrapper on the way out), so they never read nor set the session cookie.
+SESSIONLESS_PREFIXES = ("/api/", "/metrics", "/healthz", "/readyz", "/static/")
+
+
+class DashboardSessions:
+    """Pure ASGI: Starlette's SessionMiddleware for the dashboard pages only."""
+
+    def __init__(self, app, **session_options):
+        self.app = app
+        self.sessions = SessionMiddleware(app, **session_options)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(SESSIONLESS_PREFIXES):
+            return await self.app(scope, receive, send)
+        return await self.sessions(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     settings: Settings = app.state.settings
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
-    app.add_middleware(SessionMiddleware, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
+    app.add_middleware(DashboardSessions, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
                        max_age=SESSION_MAX_AGE, same_site="lax", https_only=False)
 
     @app.exception_handler(LoginRequired)

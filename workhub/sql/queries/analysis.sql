@@ -39,8 +39,17 @@ LEFT JOIN v1_hub_clients c ON c.client_ip = r.client_ip
 WHERE r.work_date = %(day)s::date
 ORDER BY today_tasks DESC, r.client_ip;
 
+-- name: analysis_settings_rollup
+-- Rolls up what has closed since the chain of settings spans from `from` ended (migration 0007); returns
+-- the chain's span ids and its end, where raw rows take over.
+SELECT span_ids, chain_end FROM v1_hub_settings_rollup(%(from)s::timestamptz, %(now)s::timestamptz);
+
 -- name: analysis_settings_effect
--- Seed 3.4: raw results from raw_from on; days before it (raw rows archived) come from the rollup.
+-- Seed 3.4 from three parts that never overlap:
+--   raw:    v1_hub_work_results from raw_from (the end of the rolled-up chain) on;
+--   rolled: the chain's spans (created_at ranges rolled up with the guide's sums, migration 0007);
+--   legacy: days older than the raw retention (retain_from), from the weekly rollup.
+-- avg_time and success_rate are sums over counts, so they equal the guide's AVG and ratio.
 WITH raw AS (
     SELECT applied_cart_click, applied_block_mercury, applied_block_image_cdn,
            applied_block_img1a_cdn, applied_block_thumbnail_cdn,
@@ -55,13 +64,21 @@ WITH raw AS (
 ), rolled AS (
     SELECT applied_cart_click, applied_block_mercury, applied_block_image_cdn,
            applied_block_img1a_cdn, applied_block_thumbnail_cdn,
+           sum(total) AS total, sum(timed) AS timed, sum(sum_execution_ms) AS sum_ms,
+           sum(success_count) AS successes, sum(blocked_count) AS blocked
+    FROM v1_hub_stats_settings_by_span
+    WHERE span_id = ANY (%(span_ids)s::bigint[])
+    GROUP BY 1, 2, 3, 4, 5
+), legacy AS (
+    SELECT applied_cart_click, applied_block_mercury, applied_block_image_cdn,
+           applied_block_img1a_cdn, applied_block_thumbnail_cdn,
            sum(total) AS total, sum(total) AS timed, sum(sum_execution_ms) AS sum_ms,
            sum(success_count) AS successes, sum(blocked_count) AS blocked
     FROM v1_hub_stats_daily_settings
-    WHERE work_date >= %(from_date)s::date AND work_date < %(raw_from)s::timestamptz::date
+    WHERE work_date >= %(from_date)s::date AND work_date < %(retain_from)s::date
     GROUP BY 1, 2, 3, 4, 5
 ), combined AS (
-    SELECT * FROM raw UNION ALL SELECT * FROM rolled
+    SELECT * FROM raw UNION ALL SELECT * FROM rolled UNION ALL SELECT * FROM legacy
 )
 SELECT applied_cart_click, applied_block_mercury, applied_block_image_cdn,
        applied_block_img1a_cdn, applied_block_thumbnail_cdn,
