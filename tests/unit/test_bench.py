@@ -40,6 +40,17 @@ def test_checks_compare_against_reference_and_targets():
     assert by_name["batch allocation packages/s"]["ok"] is True
 
 
+def test_a_ratio_check_gives_no_verdict_without_its_reference():
+    # bench --no-floor: there is no floor to divide by, so no ratio and no "met"
+    report = {"cycles": {"cycles_per_s": 212.7}, "allocate_p99": {"p99_ms": 20.0},
+              "batch": {"packages_per_s": 5_000.0}}
+    by_name = {c["name"].split(" (")[0]: c for c in bench.checks(report)}
+    floor = by_name["cycles/s vs pgbench floor"]
+    assert floor["value"] == 212.7 and floor["ratio"] is None and floor["ok"] is None
+    assert by_name["batch allocation packages/s"]["ok"] is False
+    assert by_name["allocate p99"]["ok"] is True
+
+
 def test_pgbench_scripts_are_packaged():
     cycle = bench.bench_script("cycle.sql")
     assert "v1_hub_allocate_work" in cycle and "v1_hub_submit_result" in cycle and "\\gset" in cycle

@@ -472,16 +472,14 @@ def time_endpoints(base: str, admin_key: str, *, slot_id: int, repeats: int = 5)
 
 
 # ---------------------------------------------------------------- the whole run
-def _check(name: str, value, reference, target, *, lower_is_better: bool = False, note: str = "") -> dict:
-    if value is None:
-        return {"name": name, "value": None, "reference": reference, "ratio": None, "target": target,
-                "ok": None, "note": note}
-    if lower_is_better:
-        r = ratio(value, target)
-        ok = value <= target
-    else:
-        r = ratio(value, reference) if reference is not None else ratio(value, target)
-        ok = (r >= target) if reference is not None else (value >= target)
+def _check(name: str, value, reference, target, *, kind: str = "ratio", note: str = "") -> dict:
+    """kind "ratio": value / reference >= target (no verdict without a reference, e.g. --no-floor);
+    "min": value >= target; "max": value <= target (ratio = value / target)."""
+    r = ok = None
+    if value is not None and kind == "ratio" and reference is not None:
+        r, ok = ratio(value, reference), ratio(value, reference) >= target
+    elif value is not None and kind != "ratio":
+        r, ok = ratio(value, target), (value <= target if kind == "max" else value >= target)
     return {"name": name, "value": value, "reference": reference, "ratio": r, "target": target, "ok": ok,
             "note": note}
 
@@ -653,10 +651,10 @@ def checks(report: dict) -> list[dict]:
     saturated = report.get("allocate_p99_saturated", {})
     out.append(_check(f"allocate p99 (ms), {p99.get('workers', 32)} workers paced at "
                       f"{p99.get('load_fraction', 0.5):.0%} of the closed-loop rate", p99.get("p99_ms"), None,
-                      TARGETS["allocate_p99_ms_at_32"], lower_is_better=True,
+                      TARGETS["allocate_p99_ms_at_32"], kind="max",
                       note=f"closed loop (saturated): p99 {saturated.get('p99_ms')} ms"))
     batch = report.get("batch", {}).get("packages_per_s")
-    out.append(_check("batch allocation packages/s", batch, None, TARGETS["batch_packages_per_s"],
+    out.append(_check("batch allocation packages/s", batch, None, TARGETS["batch_packages_per_s"], kind="min",
                       note="floor: %s packages/s" % report.get("batch_floor", {}).get("packages_per_s")))
     if "large" in report:
         large = report["large"].get("cycles", {}).get("cycles_per_s")
@@ -664,5 +662,5 @@ def checks(report: dict) -> list[dict]:
         endpoints = report["large"].get("endpoints") or []
         worst = max((e["cold_ms"] for e in endpoints), default=None)
         out.append(_check("slowest dashboard/analysis endpoint (ms, cold)", worst, None, TARGETS["endpoint_ms"],
-                          lower_is_better=True, note=f"{len(endpoints)} endpoints"))
+                          kind="max", note=f"{len(endpoints)} endpoints"))
     return out

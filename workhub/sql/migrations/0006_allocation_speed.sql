@@ -69,7 +69,9 @@ RETURNS jsonb LANGUAGE sql STABLE PARALLEL SAFE AS $$
 $$;
 
 -- ---------------------------------------------------------------- allocate
-CREATE OR REPLACE FUNCTION v1_hub_allocate_work(
+-- the reply is built as json now (the hub sends its text as it is): a new return type needs a DROP
+DROP FUNCTION v1_hub_allocate_work(inet, integer, integer, integer, timestamptz, integer, integer);
+CREATE FUNCTION v1_hub_allocate_work(
     p_client_ip inet, p_instance integer, p_folder integer, p_count integer,
     p_now timestamptz, p_lease_seconds integer, p_attempts_factor integer DEFAULT 3)
 -- jit = off: the planner's row guesses for generate_series/unnest put this plan far above jit_above_cost,
@@ -85,15 +87,15 @@ CREATE OR REPLACE FUNCTION v1_hub_allocate_work(
 -- enable_seqscan/enable_bitmapscan = off: the generic plan cannot see the LIMIT, and on some statistics it
 -- preferred sorting the whole day's tracking rows (and seq-scanning them in the UPDATE) to walking the
 -- open-rows index; every statement here reads at most p_count rows through an index.
-RETURNS jsonb LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan SET enable_hashjoin = off
-    SET enable_seqscan = off SET enable_bitmapscan = off
+RETURNS json LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan SET enable_hashjoin = off
+    SET enable_seqscan = off SET enable_bitmapscan = off SET enable_mergejoin = off
 AS $$
 DECLARE
     d          date := p_now::date;   -- the session TimeZone is the hub's
     day_frac   double precision := extract(epoch FROM p_now - p_now::date::timestamptz) / 86400.0;
     lease      interval := make_interval(secs => p_lease_seconds);
     cand       bigint[];
-    packages   jsonb;
+    packages   json;
     n_alloc    integer;
     reason     text;
     retry      integer;
@@ -112,15 +114,15 @@ BEGIN
     SELECT array_agg(id) INTO cand FROM (
         SELECT t.id
         FROM v1_hub_daily_work_tracking t
-        JOIN v1_hub_work_slots s ON s.id = t.slot_id
         WHERE t.work_date = d
           AND t.fill_ratio < 1   -- the open-rows index
           AND t.success_count + t.in_flight_count < t.target_count
-          AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
-          AND s.is_active AND d BETWEEN s.start_date AND s.end_date
-          AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
-          AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
-                                  < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
+          AND (SELECT s.is_active AND d BETWEEN s.start_date AND s.end_date
+                      AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
+                      AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
+                      AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
+                                              < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
+               FROM v1_hub_work_slots s WHERE s.id = t.slot_id)
         ORDER BY t.fill_ratio, t.id
         LIMIT p_count
         FOR UPDATE OF t SKIP LOCKED) c;
@@ -131,15 +133,15 @@ BEGIN
         SELECT array_agg(id) INTO cand FROM (
             SELECT t.id
             FROM v1_hub_daily_work_tracking t
-            JOIN v1_hub_work_slots s ON s.id = t.slot_id
             WHERE t.work_date = d
               AND t.fill_ratio < 1   -- the open-rows index
               AND t.success_count + t.in_flight_count < t.target_count
-              AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
-              AND s.is_active AND d BETWEEN s.start_date AND s.end_date
-              AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
-              AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
-                                      < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
+              AND (SELECT s.is_active AND d BETWEEN s.start_date AND s.end_date
+                          AND t.success_count + t.in_flight_count < s.daily_work_count   -- a lowered count, at once
+                          AND t.allocated_count < coalesce(s.max_daily_attempts, p_attempts_factor * t.target_count)
+                          AND (s.pace = 'asap' OR t.success_count + t.in_flight_count
+                                                  < ceil(LEAST(t.target_count, s.daily_work_count) * day_frac))
+                   FROM v1_hub_work_slots s WHERE s.id = t.slot_id)
             ORDER BY t.fill_ratio, t.id
             LIMIT 1
             FOR UPDATE OF t) c;
@@ -185,18 +187,18 @@ BEGIN
             LIMIT p_count
             FOR UPDATE SKIP LOCKED
         ),
-        proxy_units AS (
-            SELECT f.*, row_number() OVER (ORDER BY f.u, f.proxy_id) AS n
-            FROM (SELECT px.id AS proxy_id, px.protocol, px.host, px.port, px.username, px.password, g.u
+        proxy_units AS (   -- narrow rows through the top-N sort; the endpoint columns are joined after it
+            SELECT f.proxy_id, row_number() OVER (ORDER BY f.u, f.proxy_id) AS n
+            FROM (SELECT px.id AS proxy_id, g.u
                   FROM px CROSS JOIN LATERAL generate_series(px.use_count,
                                                              LEAST(px.max_uses, px.use_count + p_count) - 1) AS g(u)
                   ORDER BY g.u, px.id
                   LIMIT p_count) f
         ),
         pkg AS MATERIALIZED (
-            SELECT u.n, u.tracking_id, u.slot_id, u.keyword, u.code, u.settings, pu.proxy_id, pu.protocol,
-                   pu.host, pu.port, pu.username, pu.password, gen_random_uuid() AS allocation_key
-            FROM units u JOIN proxy_units pu ON pu.n = u.n
+            SELECT u.n, u.tracking_id, u.slot_id, u.keyword, u.code, u.settings, pu.proxy_id, px.protocol,
+                   px.host, px.port, px.username, px.password, gen_random_uuid() AS allocation_key
+            FROM units u JOIN proxy_units pu ON pu.n = u.n JOIN px ON px.id = pu.proxy_id
         ),
         ins AS (
             INSERT INTO v1_hub_work_allocations
@@ -232,13 +234,13 @@ BEGIN
             FROM (SELECT proxy_id, count(*)::integer AS k FROM pkg GROUP BY proxy_id) a
             WHERE p.id = a.proxy_id
         )
-        SELECT jsonb_agg(jsonb_build_object(
+        SELECT json_agg(json_build_object(
                    'allocation_key', pkg.allocation_key,
                    'expires_at', p_now + lease,
                    'work_date', d,
-                   'slot', jsonb_build_object('id', pkg.slot_id, 'keyword', pkg.keyword, 'code', pkg.code),
+                   'slot', json_build_object('id', pkg.slot_id, 'keyword', pkg.keyword, 'code', pkg.code),
                    'settings', pkg.settings,
-                   'proxy', jsonb_build_object(
+                   'proxy', json_build_object(
                        'id', pkg.proxy_id, 'protocol', pkg.protocol, 'host', pkg.host, 'port', pkg.port,
                        'username', pkg.username, 'password', pkg.password,
                        'url', v1_hub_proxy_url(pkg.protocol, pkg.host, pkg.port, pkg.username, pkg.password)))
@@ -255,7 +257,7 @@ BEGIN
         VALUES (p_now, p_client_ip, p_instance, p_folder, 'allocate', 'allocated',
                 CASE WHEN n_alloc = 1 THEN first_slot END, CASE WHEN n_alloc = 1 THEN first_id END,
                 jsonb_build_object('requested', p_count, 'allocated', n_alloc));
-        RETURN jsonb_build_object('status', 'allocated', 'allocations', packages);
+        RETURN json_build_object('status', 'allocated', 'allocations', packages);
     END IF;
 
     -- nothing handed out: say why
@@ -291,7 +293,7 @@ BEGIN
         (reported_at, client_ip, instance_number, user_folder_number, action, status, detail)
     VALUES (p_now, p_client_ip, p_instance, p_folder, 'allocate', 'no_work',
             jsonb_build_object('requested', p_count, 'reason', reason));
-    RETURN jsonb_build_object('status', 'no_work', 'reason', reason, 'retry_after_seconds', retry,
-                              'allocations', '[]'::jsonb);
+    RETURN json_build_object('status', 'no_work', 'reason', reason, 'retry_after_seconds', retry,
+                             'allocations', '[]'::json);
 END;
 $$;
