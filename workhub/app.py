@@ -58,12 +58,16 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await app.state.db.open()
+        if app.state.read_db is not app.state.db:
+            await app.state.read_db.open()
         services = [start_scheduler(app)] if settings.scheduler_enabled else []
         try:
             yield
         finally:
             for service in reversed(services):
                 await service.stop()
+            if app.state.read_db is not app.state.db:
+                await app.state.read_db.close()
             await app.state.db.close()
 
     app = FastAPI(title="workhub", version=__version__, description=DESCRIPTION, lifespan=lifespan,
@@ -77,6 +81,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
                   ])
     app.state.settings = settings
     app.state.db = Database(settings, url)
+    app.state.read_db = (Database(settings, settings.read_database_url, read_only=True)
+                         if settings.read_database_url else app.state.db)
     app.state.admin_key = settings.resolved_admin_key()
     app.state.auth_limiter = FailedAuthLimiter(settings.auth_fail_limit)
     app.state.expected_migrations = health.expected_migrations()

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     # None disables server-side prepared statements (needed behind PgBouncer in transaction mode).
     prepare_threshold: int | None = 5
     embedded_max_connections: int = 400
+    # A streaming replica for the read-only pages and reports (dashboard, monitor, analysis); the worker
+    # protocol, the ledger and everything that writes stay on database_url.
+    read_database_url: str | None = Field(
+        default=None, description="PostgreSQL URL of a read replica for dashboards and reports; unset = database_url"
+    )
 
     # --- HTTP -----------------------------------------------------------
     host: str = "127.0.0.1"

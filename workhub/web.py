@@ -22,6 +22,12 @@ def db_of(request: Request) -> Database:
     return request.app.state.db
 
 
+def read_db_of(request: Request) -> Database:
+    """For pages and reports that only read: the replica when HUB_READ_DATABASE_URL is set, else db_of.
+    Read-only sessions there: a route that writes must use db_of."""
+    return request.app.state.read_db
+
+
 @lru_cache(maxsize=64)
 def _networks(cidrs: tuple[str, ...]):
     return tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)

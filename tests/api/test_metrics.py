@@ -168,3 +168,20 @@ def test_metrics_sum_across_worker_processes(hub_processes, tmp_path):
                 break
         assert seen == {40}
     assert len(list(metrics_dir.iterdir())) >= 2  # both workers wrote their values
+
+
+def test_allocate_outcome_reads_the_allocators_own_text_without_parsing_it(sql, monkeypatch):
+    # the fast path depends on how PostgreSQL prints the reply: check it against the real function
+    from workhub.api import metrics
+
+    sql.execute("INSERT INTO v1_hub_work_slots (keyword, code, start_date, end_date, daily_work_count) "
+                "VALUES ('a \"allocation_key\" : x', 'C1', current_date - 1, current_date + 1, 10)")
+    sql.execute("INSERT INTO v1_hub_proxies (host, port) VALUES ('10.9.0.1', 3128), ('10.9.0.2', 3128)")
+    reply = sql.execute("SELECT v1_hub_allocate_work('10.0.0.1', 1, 1, 3, now(), 300, 3)::text").fetchone()[0]
+    monkeypatch.setattr(metrics.orjson, "loads", None)  # the fast path must not parse
+    assert metrics.allocate_outcome(reply) == ("allocated", "", 3)
+    monkeypatch.undo()
+    none_left = sql.execute("SELECT v1_hub_allocate_work('10.0.0.1', 1, 1, 50, now(), 300, 3)::text").fetchone()[0]
+    assert metrics.allocate_outcome(none_left) == ("allocated", "", 7)  # the other 7 of the 10
+    empty = sql.execute("SELECT v1_hub_allocate_work('10.0.0.1', 1, 1, 1, now(), 300, 3)::text").fetchone()[0]
+    assert metrics.allocate_outcome(empty) == ("no_work", "daily_quota_reached", 0)

@@ -65,17 +65,18 @@ _MAX_CACHED_SERIES = 4096  # label children kept per process (method and route l
 # Where the worker routes leave what they answered, for the middleware to count (see note_allocate and
 # note_submit): the routes know their outcome, so no reply body is buffered or parsed to count it.
 OUTCOME_KEY = "workhub.outcome"
-_ALLOCATED_PREFIX = '{"status": "allocated"'
-_PACKAGE_KEY = '"allocation_key": '
+_ALLOCATED_PREFIX = '{"status" : "allocated"'
+_PACKAGE_KEY = '"allocation_key" : '
 
 
 def allocate_outcome(reply: str) -> tuple[str, str, int]:
     """(status, no_work reason or "", packages) of the JSON text v1_hub_allocate_work returned.
 
-    PostgreSQL prints a jsonb object with its keys by length, so an allocated reply starts with
-    ``{"status": "allocated"`` and each package has exactly one ``"allocation_key": `` key (a string value
-    cannot hold an unescaped quote, so a keyword or password never matches): counting them is much
-    cheaper than parsing 50 packages. Anything else (the short no_work reply) is parsed."""
+    The reply is built with json_build_object, which keeps the keys in the order written and prints
+    ``"key" : value``: an allocated reply starts with ``{"status" : "allocated"`` and each package has
+    exactly one ``"allocation_key" : `` key (a string value cannot hold an unescaped quote, so a keyword or
+    password never matches): counting them is much cheaper than parsing 50 packages. Anything else (the
+    short no_work reply) is parsed."""
     if reply.startswith(_ALLOCATED_PREFIX):
         return "allocated", "", reply.count(_PACKAGE_KEY)
     try:

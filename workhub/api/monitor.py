@@ -11,7 +11,7 @@ from workhub.api.common import ADMIN_ERRORS, Id32, Id64, error_responses
 from workhub.auth import require_admin
 from workhub.core import alarms, analysis, monitor
 from workhub.errors import not_found
-from workhub.web import db_of, settings_of
+from workhub.web import db_of, read_db_of, settings_of
 
 router = APIRouter(tags=["monitor"], dependencies=[Depends(require_admin)], responses=ADMIN_ERRORS)
 
@@ -20,7 +20,7 @@ Fresh = Annotated[bool, Query(description="Bypass the cache (dashboard data 1 mi
 
 @router.get("/api/monitor", summary="Live figures: slots, in-flight work, clients, proxies, today's ledger, alerts")
 async def get_monitor(request: Request) -> dict:
-    return await db_of(request).run(monitor.snapshot, settings_of(request))
+    return await read_db_of(request).run(monitor.snapshot, settings_of(request))
 
 
 # ---------------------------------------------------------------- analysis
@@ -30,7 +30,7 @@ async def client_performance(request: Request,
                              fresh: Fresh = False) -> dict:
     settings = settings_of(request)
     day = day or settings.work_date()
-    rows = await db_of(request).run(analysis.client_performance, settings, day, fresh=fresh)
+    rows = await read_db_of(request).run(analysis.client_performance, settings, day, fresh=fresh)
     return {"day": day.isoformat(), "clients": rows}
 
 
@@ -46,7 +46,7 @@ async def settings_effect(request: Request,
 
 @router.get("/api/admin/analysis/blocks", summary="Blocked results per block type, affected clients (guide 6)")
 async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fresh: Fresh = False) -> dict:
-    rows = await db_of(request).run(analysis.block_types, settings_of(request), hours, fresh=fresh)
+    rows = await read_db_of(request).run(analysis.block_types, settings_of(request), hours, fresh=fresh)
     return {"hours": hours, "block_types": rows}
 
 
@@ -54,13 +54,13 @@ async def block_types(request: Request, hours: int = Query(1, ge=1, le=2160), fr
             responses=error_responses(404))
 async def rank_history(request: Request, slot_id: Annotated[Id32, Path()],
                        days: int = Query(30, ge=1, le=3660), fresh: Fresh = False) -> dict:
-    rows = await db_of(request).run(analysis.rank_history, settings_of(request), slot_id, days, fresh=fresh)
+    rows = await read_db_of(request).run(analysis.rank_history, settings_of(request), slot_id, days, fresh=fresh)
     return {"slot_id": slot_id, "days": days, "history": rows}
 
 
 @router.get("/api/admin/analysis/trends", summary="Fleet-wide ledger per day")
 async def daily_trends(request: Request, days: int = Query(14, ge=1, le=3660), fresh: Fresh = False) -> dict:
-    rows = await db_of(request).run(analysis.daily_trends, settings_of(request), days, fresh=fresh)
+    rows = await read_db_of(request).run(analysis.daily_trends, settings_of(request), days, fresh=fresh)
     return {"days": days, "trends": rows}
 
 
@@ -68,13 +68,13 @@ async def daily_trends(request: Request, days: int = Query(14, ge=1, le=3660), f
 @router.get("/api/admin/alerts", summary="Alerts, firing first")
 async def list_alerts(request: Request, status: Literal["firing", "resolved"] | None = None,
                       limit: int = Query(100, ge=1, le=1000)) -> dict:
-    rows = await db_of(request).run(alarms.list_alerts, status, limit)
+    rows = await read_db_of(request).run(alarms.list_alerts, status, limit)
     return {"alerts": rows}
 
 
 @router.get("/api/admin/alerts/{alert_id}", summary="One alert", responses=error_responses(404))
 async def get_alert(request: Request, alert_id: Annotated[Id64, Path()]) -> dict:
-    row = await db_of(request).run(alarms.get_alert, alert_id)
+    row = await read_db_of(request).run(alarms.get_alert, alert_id)
     if row is None:
         raise not_found("alert", alert_id)
     return row

@@ -35,6 +35,8 @@ def register(app: typer.Typer) -> None:
         where = "HUB_ADMIN_KEY" if s.admin_key else str(s.admin_key_file.resolve())
         console.print(f"[bold]workhub[/] on http://{s.host}:{s.port}  (dashboard: http://{s.host}:{s.port}/)")
         console.print(f"database: {redact(url)}")
+        if s.read_database_url:
+            console.print(f"reports read from: {redact(s.read_database_url)}")
         console.print(f"admin key: {where}")
         run_server(s, url)
 

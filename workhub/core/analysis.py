@@ -90,6 +90,14 @@ async def rollup_settings(conn: AsyncConnection, settings: Settings, days: int =
     return len(chain["span_ids"])
 
 
+async def refresh_daily_totals(conn: AsyncConnection, settings: Settings) -> int:
+    """Recomputes the stale or missing totals of the closed days the trends read (migration 0008);
+    returns how many days it summed (none, most minutes)."""
+    today = settings.work_date()
+    return await q.fetch_val(conn, "refresh_daily_totals", {
+        "from": today - timedelta(days=settings.retain_tracking_days), "before": today - timedelta(days=1)})
+
+
 @cached("stats")
 async def block_types(conn: AsyncConnection, settings: Settings, hours: int = 1) -> list[dict]:
     """Seed 6 "high block rate": blocked results per block type over the last `hours` hours, with the

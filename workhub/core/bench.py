@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import math
 import multiprocessing
 import os
@@ -192,9 +193,15 @@ async def run_minute_job(url: str, settings: Settings) -> dict:
 
     db = Database(settings, url)
     await db.open()
+    # the generated clients are long silent: their hundreds of client_offline alerts are expected here,
+    # and the bench's report, not the log, is this run's output
+    alarm_log = logging.getLogger("workhub.alarms")
+    level = alarm_log.level
+    alarm_log.setLevel(logging.ERROR)
     try:
         return await maintenance.run_job(db, settings, "minute")
     finally:
+        alarm_log.setLevel(level)
         await db.close()
 
 

@@ -204,6 +204,8 @@ async def minute_job(run: JobRun) -> None:
     await run.step("client_counters", lambda: db.run(rollup_client_counters, settings))
     # keeps the settings analysis' roll-up current, so no request pays for rolling up a closed day
     await run.step("settings_rollup", lambda: db.run(analysis.rollup_settings, settings))
+    # the same for the trend charts: a closed day's totals are summed once, not on every chart
+    await run.step("daily_totals", lambda: db.run(analysis.refresh_daily_totals, settings))
 
 
 async def midnight_job(run: JobRun) -> None:

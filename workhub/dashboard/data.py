@@ -152,15 +152,16 @@ async def trends(conn: AsyncConnection, settings: Settings, days: int = 14) -> d
     }
 
 
-async def analysis_page(db: Database, settings: Settings) -> dict[str, Any]:
+async def analysis_page(db: Database, read_db: Database, settings: Settings) -> dict[str, Any]:
     """Settings combinations (seed 3.4), block types (seed 6), per-client performance (seed 3.3), trends:
-    four independent read-only queries, each on its own connection at once (the page waits for the
-    slowest, not for the sum; on large data that is the difference to the 300 ms target)."""
+    four independent queries, each on its own connection at once (the page waits for the slowest, not
+    for the sum; on large data that is the difference to the 300 ms target). The settings analysis runs
+    on the primary (it rolls up what has closed as it reads); the rest on read_db (a replica, if any)."""
     effect, blocks, clients_, trend = await asyncio.gather(
         db.run(analysis.settings_effect, settings, days=7, min_sample=10),
-        db.run(analysis.block_types, settings, hours=24),
-        db.run(analysis.client_performance, settings),
-        db.run(trends, settings))
+        read_db.run(analysis.block_types, settings, hours=24),
+        read_db.run(analysis.client_performance, settings),
+        read_db.run(trends, settings))
     return {"settings_effect": effect, "block_types": blocks, "client_performance": clients_, "trends": trend}
 
 

@@ -31,7 +31,7 @@ from workhub import __version__
 from workhub.config import Settings
 from workhub.dashboard import data
 from workhub.errors import HubError
-from workhub.web import client_ip, db_of, settings_of
+from workhub.web import client_ip, db_of, read_db_of, settings_of
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "workhub_session"
@@ -224,7 +224,7 @@ async def logout(request: Request):
 async def overview_page(request: Request, q: str = "", sort: str = "completion", dir: str = "asc",
                         page: int = 1):
     require_login(request)
-    page_data = await data.overview_page(db_of(request), settings_of(request), search=q, sort=sort, direction=dir,
+    page_data = await data.overview_page(read_db_of(request), settings_of(request), search=q, sort=sort, direction=dir,
                                          page=page)
     return render(request, "overview.html", page_data)
 
@@ -232,7 +232,7 @@ async def overview_page(request: Request, q: str = "", sort: str = "completion",
 @router.get("/slots/{slot_id}", response_class=HTMLResponse)
 async def slot_page(request: Request, slot_id: int):
     require_login(request)
-    detail = await db_of(request).run(data.slot_detail, settings_of(request), slot_id)
+    detail = await read_db_of(request).run(data.slot_detail, settings_of(request), slot_id)
     if detail is None:
         return render(request, "not_found.html", {"what": f"slot {slot_id}"}, status_code=404)
     return render(request, "slot.html", detail)
@@ -241,7 +241,7 @@ async def slot_page(request: Request, slot_id: int):
 @router.get("/clients", response_class=HTMLResponse)
 async def clients_page(request: Request):
     require_login(request)
-    listing = await db_of(request).run(data.clients, settings_of(request))
+    listing = await read_db_of(request).run(data.clients, settings_of(request))
     return render(request, "clients.html", listing)
 
 
@@ -249,14 +249,14 @@ async def clients_page(request: Request):
 async def proxies_page(request: Request, status: str | None = None):
     require_login(request)
     status = status if status in ("active", "exhausted", "cooldown", "offline", "disabled") else None
-    pool = await db_of(request).run(data.proxies, settings_of(request), status)
+    pool = await read_db_of(request).run(data.proxies, settings_of(request), status)
     return render(request, "proxies.html", {"pool": pool, "status": status})
 
 
 @router.get("/analysis", response_class=HTMLResponse)
 async def analysis_page(request: Request):
     require_login(request)
-    result = await data.analysis_page(db_of(request), settings_of(request))
+    result = await data.analysis_page(db_of(request), read_db_of(request), settings_of(request))
     return render(request, "analysis.html", result)
 
 
@@ -264,14 +264,14 @@ async def analysis_page(request: Request):
 async def alerts_page(request: Request, status: str | None = None):
     require_login(request)
     status = status if status in ("firing", "resolved") else None
-    rows = await db_of(request).run(data.alerts, status=status)
+    rows = await read_db_of(request).run(data.alerts, status=status)
     return render(request, "alerts.html", {"alerts": rows, "status": status})
 
 
 @router.get("/maintenance", response_class=HTMLResponse)
 async def maintenance_page(request: Request):
     require_login(request)
-    info = await db_of(request).run(data.maintenance, settings_of(request))
+    info = await read_db_of(request).run(data.maintenance, settings_of(request))
     return render(request, "maintenance.html", info)
 
 
@@ -280,7 +280,7 @@ async def maintenance_page(request: Request):
 async def kpis_partial(request: Request):
     require_login(request)
     settings = settings_of(request)
-    kpis = await db_of(request).run(data.overview, settings)
+    kpis = await read_db_of(request).run(data.overview, settings)
     return render(request, "partials/kpis.html", {"kpis": kpis},
                   headers=_partial_headers(settings.cache_dashboard_seconds))
 
@@ -290,7 +290,7 @@ async def slots_partial(request: Request, q: str = "", sort: str = "completion",
                         page: int = 1):
     require_login(request)
     settings = settings_of(request)
-    progress = await db_of(request).run(data.slot_progress, settings, search=q, sort=sort, direction=dir,
+    progress = await read_db_of(request).run(data.slot_progress, settings, search=q, sort=sort, direction=dir,
                                         page=page)
     # a search or sort is a fresh request, not a cached refresh
     return render(request, "partials/slot_table.html", {"progress": progress})
@@ -300,7 +300,7 @@ async def slots_partial(request: Request, q: str = "", sort: str = "completion",
 async def trends_partial(request: Request):
     require_login(request)
     settings = settings_of(request)
-    trends = await db_of(request).run(data.trends, settings)
+    trends = await read_db_of(request).run(data.trends, settings)
     return render(request, "partials/trends.html", {"trends": trends},
                   headers=_partial_headers(settings.cache_stats_seconds))
 
@@ -309,7 +309,7 @@ async def trends_partial(request: Request):
 async def alerts_partial(request: Request):
     require_login(request)
     settings = settings_of(request)
-    kpis = await db_of(request).run(data.overview, settings)
+    kpis = await read_db_of(request).run(data.overview, settings)
     return render(request, "partials/alert_list.html", {"alerts": kpis["alerts"]},
                   headers=_partial_headers(settings.cache_dashboard_seconds))
 

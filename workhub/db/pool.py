@@ -46,9 +46,15 @@ def is_unavailable(exc: BaseException) -> bool:
     return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
 
-def connect_kwargs(settings: Settings) -> dict:
+def connect_kwargs(settings: Settings, *, read_only: bool = False) -> dict:
+    # read_only: every transaction is read-only, on a replica or not, so a report that tried to write
+    # fails the same way in tests against the primary as it would on a real replica
+    extra = " -c default_transaction_read_only=on" if read_only else ""
+    # jit=off: the hub's statements read bounded ranges, but the planner's guesses for run-time
+    # generate_series/unnest put some far above jit_above_cost, and on servers built with LLVM
+    # compiling them took longer than running them (docs/performance.md, findings 1 and 14)
     return {
-        "options": f"-c TimeZone={settings.timezone} -c application_name=workhub",
+        "options": f"-c TimeZone={settings.timezone} -c application_name=workhub -c jit=off{extra}",
         "prepare_threshold": settings.prepare_threshold,
         "autocommit": True,
     }
@@ -57,16 +63,17 @@ def connect_kwargs(settings: Settings) -> dict:
 class Database:
     """Owns the pool. ``async with db.transaction() as conn`` is one transaction on one connection."""
 
-    def __init__(self, settings: Settings, url: str):
+    def __init__(self, settings: Settings, url: str, *, read_only: bool = False):
         self.settings = settings
         self.url = url
+        self.read_only = read_only
         self.pool = AsyncConnectionPool(
             url,
             min_size=settings.pool_min,
             max_size=settings.pool_max,
             max_idle=settings.pool_idle_timeout,
             timeout=settings.pool_timeout,
-            kwargs=connect_kwargs(settings),
+            kwargs=connect_kwargs(settings, read_only=read_only),
             open=False,
             reconnect_timeout=RECONNECT_TIMEOUT,
         )

@@ -146,18 +146,30 @@ FROM (
 ) h
 ORDER BY work_date;
 
+-- name: refresh_daily_totals
+SELECT v1_hub_refresh_daily_totals(%(from)s::date, %(before)s::date);
+
 -- name: analysis_daily_trends
--- One row per day of the window (days without work included): the live ledger, else the rollup.
+-- One row per day of the window (days without work included): the closed days' totals (migration 0008;
+-- exact: a changed day is stale and summed live again), else the live ledger, else the archived rollup.
 WITH days AS (
     SELECT d::date AS work_date
     FROM generate_series(%(to_date)s::date - (%(days)s - 1), %(to_date)s::date, interval '1 day') AS d
-), live AS (
-    SELECT work_date, count(*) AS slots, sum(target_count) AS target, sum(allocated_count) AS allocated,
-           sum(success_count) AS success, sum(failed_count) AS failed, sum(blocked_count) AS blocked,
-           sum(expired_count) AS expired, sum(released_count) AS released
-    FROM v1_hub_daily_work_tracking
-    WHERE work_date BETWEEN %(to_date)s::date - (%(days)s - 1) AND %(to_date)s::date
-    GROUP BY work_date
+), closed AS (
+    SELECT work_date, slots, target, allocated, success, failed, blocked, expired, released
+    FROM v1_hub_daily_totals
+    WHERE work_date BETWEEN %(to_date)s::date - (%(days)s - 1) AND %(to_date)s::date - 2 AND NOT stale
+), live AS (   -- one index range per day not closed (today, yesterday, a stale day)
+    SELECT d.work_date, x.*
+    FROM days d
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS slots, sum(t.target_count) AS target, sum(t.allocated_count) AS allocated,
+               sum(t.success_count) AS success, sum(t.failed_count) AS failed, sum(t.blocked_count) AS blocked,
+               sum(t.expired_count) AS expired, sum(t.released_count) AS released
+        FROM v1_hub_daily_work_tracking t WHERE t.work_date = d.work_date) x
+    WHERE x.slots > 0 AND NOT EXISTS (SELECT 1 FROM closed c WHERE c.work_date = d.work_date)
+), ledger AS (
+    SELECT * FROM closed UNION ALL SELECT * FROM live
 ), rolled AS (
     SELECT work_date, count(*) AS slots, sum(target_count) AS target, sum(allocated_count) AS allocated,
            sum(success_count) AS success, sum(failed_count) AS failed, sum(blocked_count) AS blocked,
@@ -180,6 +192,6 @@ SELECT d.work_date,
             END AS completion_rate,
        CASE WHEN l.work_date IS NOT NULL THEN 'live' WHEN r.work_date IS NOT NULL THEN 'rollup' END AS source
 FROM days d
-LEFT JOIN live l ON l.work_date = d.work_date
+LEFT JOIN ledger l ON l.work_date = d.work_date
 LEFT JOIN rolled r ON r.work_date = d.work_date
 ORDER BY d.work_date;

@@ -39,13 +39,15 @@ ORDER BY
 LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: dashboard_slot_progress_count
-SELECT count(*)
-FROM v1_hub_work_dashboard
-WHERE work_date = %(work_date)s
-  AND (%(search)s::text IS NULL
-       OR keyword ILIKE '%%' || %(search)s || '%%'
-       OR code ILIKE '%%' || %(search)s || '%%'
-       OR slot_id::text = %(search)s);
+-- Without a search, the day's tracking rows alone (each has its slot): no join over 100k slots.
+SELECT CASE WHEN %(search)s::text IS NULL
+            THEN (SELECT count(*) FROM v1_hub_daily_work_tracking WHERE work_date = %(work_date)s)
+            ELSE (SELECT count(*)
+                  FROM v1_hub_work_dashboard
+                  WHERE work_date = %(work_date)s
+                    AND (keyword ILIKE '%%' || %(search)s || '%%'
+                         OR code ILIKE '%%' || %(search)s || '%%'
+                         OR slot_id::text = %(search)s)) END;
 
 -- name: dashboard_slot
 SELECT id, keyword, code, start_date, end_date, daily_work_count, cart_click_enabled, block_mercury,
