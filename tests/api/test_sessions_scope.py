@@ -99,3 +99,15 @@ def test_session_middleware_is_skipped_outside_the_dashboard():
     for path in ("/", "/login", "/clients", "/ui/kpis", "/apix"):
         headers = asyncio.run(call(path))
         assert seen[path] is True and SESSION_COOKIE.encode() in headers[b"set-cookie"], path
+
+
+def test_the_app_compiles_every_template_up_front(settings):
+    from workhub.app import create_app
+    from workhub.dashboard import views
+
+    views.templates.env.cache.clear()
+    create_app(settings)
+    on_disk = {p.relative_to(views.HERE / "templates").as_posix()
+               for p in (views.HERE / "templates").rglob("*.html")}
+    compiled = {name for (_, name) in views.templates.env.cache}
+    assert on_disk and on_disk <= compiled

@@ -88,7 +88,7 @@ async def test_trends_stay_exact_through_every_change_to_a_closed_day(database, 
 
 
 async def test_a_new_row_for_a_closed_day_marks_it(database, settings, sql, history):
-    today, slots = history
+    today, _ = history
     await database.run(analysis.refresh_daily_totals, settings)
     extra = sql.execute("INSERT INTO v1_hub_work_slots (keyword, code, start_date, end_date, daily_work_count) "
                         "VALUES ('late', 'L', %s, %s, 7) RETURNING id", [today - timedelta(days=20), today]
@@ -100,7 +100,7 @@ async def test_a_new_row_for_a_closed_day_marks_it(database, settings, sql, hist
 
 
 async def test_todays_ledger_never_touches_the_totals(database, settings, sql, history):
-    today, slots = history
+    today, _ = history
     await database.run(analysis.refresh_daily_totals, settings)
     before = sql.execute("SELECT work_date, computed_at, xmin::text FROM v1_hub_daily_totals ORDER BY 1").fetchall()
     for back in (0, 1):   # today and yesterday: the rows the ledger moves all day

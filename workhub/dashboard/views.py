@@ -224,8 +224,8 @@ async def logout(request: Request):
 async def overview_page(request: Request, q: str = "", sort: str = "completion", dir: str = "asc",
                         page: int = 1):
     require_login(request)
-    page_data = await data.overview_page(read_db_of(request), settings_of(request), search=q, sort=sort, direction=dir,
-                                         page=page)
+    page_data = await data.overview_page(read_db_of(request), settings_of(request), search=q, sort=sort,
+                                         direction=dir, page=page)
     return render(request, "overview.html", page_data)
 
 
@@ -334,8 +334,18 @@ class DashboardSessions:
         return await self.sessions(scope, receive, send)
 
 
+def compile_templates() -> int:
+    """Compile every template now (once per process: the environment keeps them), so the first visitor
+    of each page does not wait for it (~200 ms for all of them, measured by the bench's first calls)."""
+    names = templates.env.list_templates(extensions=["html"])
+    for name in names:
+        templates.env.get_template(name)
+    return len(names)
+
+
 def install(app: FastAPI) -> None:
     settings: Settings = app.state.settings
+    compile_templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(router)
     app.add_middleware(DashboardSessions, secret_key=session_secret(settings), session_cookie=SESSION_COOKIE,
