@@ -125,11 +125,12 @@ def test_worker_outcomes_are_counted_from_the_routes(anon, sql):
 def test_allocate_outcome_from_the_reply_text():
     from workhub.api.metrics import allocate_outcome
 
-    package = ('{"slot": {"id": 1, "code": "allocation_key", "keyword": "a \\"allocation_key\\": b"}, '
-               '"proxy": {"id": 2}, "settings": {}, "work_date": "2024-01-01", "expires_at": "x", '
-               '"allocation_key": "3f1c9a4e-8a43-4f51-9d65-2f7f4cf3b2a1"}')
+    # json_build_object's spacing ("key" : value), as v1_hub_allocate_work prints it: the counting path
+    package = ('{"allocation_key" : "3f1c9a4e-8a43-4f51-9d65-2f7f4cf3b2a1", "expires_at" : "x", '
+               '"work_date" : "2024-01-01", "slot" : {"id" : 1, "keyword" : "a \\"allocation_key\\" : b", '
+               '"code" : "allocation_key"}, "settings" : {}, "proxy" : {"id" : 2}}')
     packages = ", ".join([package] * 50)
-    assert allocate_outcome('{"status": "allocated", "allocations": [' + packages + ']}') == ("allocated", "", 50)
+    assert allocate_outcome('{"status" : "allocated", "allocations" : [' + packages + ']}') == ("allocated", "", 50)
     assert allocate_outcome('{"reason": "no_proxy_available", "status": "no_work", "allocations": [], '
                             '"retry_after_seconds": 15}') == ("no_work", "no_proxy_available", 0)
     # another key order (a different server) is parsed

@@ -28,8 +28,8 @@ def live_sums(sql, today) -> dict:
 
 async def trend(database, settings) -> dict:
     rows = await database.run(analysis.daily_trends, settings, days=DAYS, fresh=True)
-    return {date.fromisoformat(str(r["work_date"])): (r["slots"], r["target"], r["allocated"], r["success"], r["failed"], r["blocked"],
-                             r["expired"], r["released"]) for r in rows if r["slots"]}
+    fields = ("slots", "target", "allocated", "success", "failed", "blocked", "expired", "released")
+    return {date.fromisoformat(str(r["work_date"])): tuple(r[f] for f in fields) for r in rows if r["slots"]}
 
 
 def totals(sql) -> dict:
