@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from workhub import __version__
-from workhub.api import clients, errors, health, maintenance, metrics, monitor, proxies, sites, slots, worker
+from workhub.api import clients, errors, fastpath, health, maintenance, metrics, monitor, proxies, sites, slots, worker
 from workhub.auth import FailedAuthLimiter
 from workhub.config import Settings, get_settings
 from workhub.dashboard import views as dashboard_views
@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     errors.install(app)
     for router in _routers():
         app.include_router(router)
+    fastpath.install(app)  # inside the metrics middleware, so the requests it serves are counted too
     metrics.install(app)
     dashboard_views.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     server: str = "uvicorn"  # or "granian"
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs allowed to set X-Forwarded-For")
     max_body_bytes: int = 1_000_000
+    # Well-formed allocate and submit requests skip FastAPI's layers (workhub/api/fastpath.py); off sends
+    # every request through FastAPI (same replies, more CPU per request).
+    worker_fast_path: bool = True
     log_level: str = "INFO"
 
     # --- auth -----------------------------------------------------------

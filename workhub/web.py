@@ -38,15 +38,20 @@ def client_ip(request: Request) -> str:
 
     The forwarded chain is read from the right, skipping trusted proxies, so a client cannot forge
     its address by sending its own X-Forwarded-For."""
-    settings: Settings = request.app.state.settings
-    client = request.scope.get("client")
+    return scope_client_ip(request.scope, request.app.state.settings)
+
+
+def scope_client_ip(scope: dict, settings: Settings) -> str:
+    """client_ip from the raw ASGI scope (for the worker fast path, which has no Request)."""
+    client = scope.get("client")
     peer = client[0] if client else "127.0.0.1"
     if not settings.trusted_proxies:  # the common case: no proxy in front, nothing else to look at
         return peer
     trusted = _networks(tuple(settings.trusted_proxies))
     if not trusted or not _in(peer, trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for")
+    forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", ())
+                         if name == b"x-forwarded-for")
     if not forwarded:
         return peer
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]

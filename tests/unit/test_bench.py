@@ -101,7 +101,7 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     name = f"whbench_{os.getpid()}_{secrets.token_hex(3)}"
     opts = bench.BenchOptions(workers=2, duration=3.0, warmup=1.0, p99_workers=3, batch_count=5,
                               batch_workers=1, slots=20, proxies=40, scale=[2], database=name,
-                              large=True, large_slots=30, large_results=500)
+                              large=True, large_slots=30, large_results=500, rounds=2)
     phases = []
     report = bench.run_bench(settings, pg_admin_url, opts, lambda p, d, t: phases.append(p))
 
@@ -114,6 +114,12 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
         assert lat["n"] > 0 and 0 < lat["p50_ms"] <= lat["p95_ms"] <= lat["p99_ms"] <= lat["max_ms"]
     assert cycles["submit"]["n"] == cycles["cycles"]
     assert cycles["ledger"]["exact"] is True and cycles["ledger"]["success_added"] >= cycles["cycles"]
+    assert 0 < cycles["hub_cpu_ms_per_request"] < 1000
+    # floor and HTTP interleaved: one ratio per round; the reported pair is one of them
+    rounds = report["rounds"]
+    assert len(rounds) == 2 and all(r["ratio"] == bench.ratio(r["cycles_per_s"], r["floor_tps"]) for r in rounds)
+    assert {"floor_tps": floor["tps"], "cycles_per_s": cycles["cycles_per_s"],
+            "ratio": bench.ratio(cycles["cycles_per_s"], floor["tps"])} in rounds
     paced, saturated = report["allocate_p99"], report["allocate_p99_saturated"]
     assert paced["workers"] == saturated["workers"] == 3 and paced["p99_ms"] > 0 and paced["errors"] == 0
     assert paced["offered_cycles_per_s"] == round(0.5 * saturated["cycles_per_s"], 1)
@@ -137,7 +143,7 @@ def test_tiny_bench_run_reports_consistent_figures(pg_admin_url, tmp_path):
     vs_floor = checks["cycles/s vs pgbench floor"]
     assert vs_floor["ratio"] == bench.ratio(cycles["cycles_per_s"], floor["tps"])
     assert checks["cycles/s at large data vs empty"]["reference"] == cycles["cycles_per_s"]
-    assert "pgbench floor (cycle)" in phases and "results" in phases
+    assert {"pgbench floor (cycle), round 2", "HTTP cycles, 2 workers, round 2", "results"} <= set(phases)
     # the benchmark database is dropped afterwards
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", [name]).fetchone()[0] == 0

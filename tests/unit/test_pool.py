@@ -92,3 +92,20 @@ def test_is_unavailable():
         assert isinstance(exc, psycopg.OperationalError) and not is_unavailable(exc)
     assert not is_unavailable(psycopg.errors.UniqueViolation())
     assert not is_unavailable(HubError(503, "x", "y"))
+
+
+async def test_plan_custom_queries_are_never_prepared(database, settings):
+    """`-- plan: custom` (the slot progress page): planned with its values on every run, while other
+    queries are prepared on the server after prepare_threshold runs."""
+    from workhub.db import queries as q
+
+    params = {"work_date": settings.work_date(), "search": None, "sort": "completion", "direction": "asc",
+              "limit": 100, "offset": 0}
+    async with database.connection() as conn:
+        for _ in range(settings.prepare_threshold + 3):
+            await q.fetch_all(conn, "dashboard_slot_progress", params)
+            await q.fetch_val(conn, "dashboard_slot_progress_count", params)
+        cur = await conn.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in await cur.fetchall()]
+    assert any("count(*)" in s and "v1_hub_work_dashboard" in s for s in prepared)
+    assert not any("LIMIT" in s and "v1_hub_work_dashboard" in s for s in prepared)

@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from workhub.api.common import error_responses
 from workhub.api.metrics import note_allocate, note_submit
 from workhub.auth import require_fleet
+from workhub.config import Settings
 from workhub.core import allocation, results
+from workhub.db.pool import Database
 from workhub.web import client_ip, db_of, settings_of
 
 router = APIRouter(prefix="/api", tags=["worker"], dependencies=[Depends(require_fleet)])
@@ -168,14 +170,30 @@ class ReleaseReply(BaseModel):
     released_at: str
 
 
+# ---------------------------------------------------------------- the two hot calls
+# Shared by the routes below and by the fast path (api/fastpath.py), which serves well-formed requests
+# of these two routes without FastAPI's routing and dependency layers.
+async def allocate(db: Database, settings: Settings, scope: dict, ip: str, body: AllocateRequest) -> str:
+    reply = await db.run(allocation.allocate_work, settings, single_statement=True, client_ip=ip,
+                         instance_number=body.instance_number, user_folder_number=body.user_folder_number,
+                         count=body.count)
+    note_allocate(scope, reply)
+    return reply  # the ledger function already built the JSON: sent as is
+
+
+async def submit(db: Database, settings: Settings, scope: dict, ip: str, body: SubmitRequest) -> bytes:
+    reply = await db.run(results.submit_result, settings, single_statement=True, client_ip=ip,
+                         **body.ledger_args())
+    note_submit(scope, reply["status"])
+    # the ledger's reply has exactly SubmitReply's fields (a duplicate adds "late", which is not part of
+    # the reply): serialised here in SubmitReply's field order, the bytes FastAPI's response_model
+    # validation and serialisation would produce, at a fraction of the cost
+    return orjson.dumps({"status": reply["status"], "result_id": reply["result_id"], "counted": reply["counted"]})
+
+
 # ---------------------------------------------------------------- routes
 async def _allocate(request: Request, body: AllocateRequest) -> Response:
-    settings = settings_of(request)
-    reply = await db_of(request).run(
-        allocation.allocate_work, settings, single_statement=True, client_ip=client_ip(request),
-        instance_number=body.instance_number, user_folder_number=body.user_folder_number, count=body.count)
-    note_allocate(request.scope, reply)
-    # the ledger function already built the JSON: send it as is
+    reply = await allocate(db_of(request), settings_of(request), request.scope, client_ip(request), body)
     return Response(reply, media_type="application/json")
 
 
@@ -194,14 +212,8 @@ async def allocate_post(request: Request, body: AllocateRequest | None = None) -
 @router.post("/submit-result", response_model=SubmitReply, responses=ERRORS,
              summary="Submit the result of a leased package (idempotent)")
 async def submit_result(request: Request, body: SubmitRequest) -> Response:
-    reply = await db_of(request).run(results.submit_result, settings_of(request), single_statement=True,
-                                     client_ip=client_ip(request), **body.ledger_args())
-    note_submit(request.scope, reply["status"])
-    # the ledger's reply has exactly SubmitReply's fields (a duplicate adds "late", which is not part of
-    # the reply): serialised here in SubmitReply's field order, the bytes FastAPI's response_model
-    # validation and serialisation would produce, at a fraction of the cost
-    return Response(orjson.dumps({"status": reply["status"], "result_id": reply["result_id"],
-                                  "counted": reply["counted"]}), media_type="application/json")
+    reply = await submit(db_of(request), settings_of(request), request.scope, client_ip(request), body)
+    return Response(reply, media_type="application/json")
 
 
 @router.post("/submit-results", response_model=SubmitBatchReply, responses=ERRORS,

@@ -4,8 +4,9 @@ each settings combination, block types, rank history and daily trends.
 Each function keeps the operations guide's grouping and formulas, so on the same data it returns the
 guide's numbers. Recent days come from the raw tables; days whose raw rows have been archived come
 from the daily rollups, which keeps long windows fast on large data. The settings analysis also reads
-what has closed of its window from its own exact rollup (migration 0007), kept current by the minute
-job. Results are cached: statistics 5 minutes, dashboard data (trends, rank history) 1 minute.
+what has closed of its window from its own exact rollup (migration 0007), and the per-client analysis
+from a per-day one (migration 0009), both kept current by the minute job. Results are cached:
+statistics 5 minutes, dashboard data (trends, rank history) 1 minute.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def _check_range(name: str, value: int, low: int, high: int) -> None:
 
 @cached("stats")
 async def client_performance(conn: AsyncConnection, settings: Settings, day: date | None = None) -> list[dict]:
-    """Seed 3.3 for one work day (default today): tasks, instances, average time, successes per client."""
+    """Seed 3.3 for one work day (default today): tasks, instances, average time, successes per client.
+
+    Read-only: what the minute job has rolled up of the day (migration 0009) plus the raw log rows since,
+    so the numbers are the guide's and current."""
     day = day or settings.work_date()
     rows = await q.fetch_all(conn, "analysis_client_performance", {"day": day})
     if not rows and day < settings.work_date():
@@ -88,6 +92,18 @@ async def rollup_settings(conn: AsyncConnection, settings: Settings, days: int =
     for rolling up a closed day."""
     chain = await _settings_rollup(conn, settings, settings.work_date() - timedelta(days=days))
     return len(chain["span_ids"])
+
+
+async def rollup_client_days(conn: AsyncConnection, settings: Settings) -> dict:
+    """Advances yesterday's and today's per-client rollup (migration 0009) to what has closed; returns
+    each day's mark and the log rows added. Yesterday first: it closes 5 minutes after midnight."""
+    today = settings.work_date()
+    now = settings.now()
+    out = {}
+    for day in (today - timedelta(days=1), today):
+        row = await q.fetch_one(conn, "analysis_client_rollup", {"day": day, "now": now})
+        out[day.isoformat()] = {"rolled_until": row["rolled_until"].isoformat(), "log_rows": row["log_rows"]}
+    return out
 
 
 async def refresh_daily_totals(conn: AsyncConnection, settings: Settings) -> int:

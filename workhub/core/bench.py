@@ -6,7 +6,8 @@ unless ``keep``):
 1. floor: pgbench drives the very SQL of one worker cycle (``sql/bench/cycle.sql``: allocate, then
    submit, each its own transaction) with as many clients as the HTTP run has workers;
 2. cycles: N concurrent HTTP workers do allocate -> submit against real ``workhub serve`` processes;
-   cycles/s, p50/p95/p99 of each call;
+   cycles/s, p50/p95/p99 of each call, the hub's CPU per request. Phases 1 and 2 alternate for
+   ``rounds`` pairs and the pair with the median ratio is reported (all pairs are in ``rounds``);
 3. allocate p99 at 32 concurrent workers: closed loop (saturated; phase 2 when N = 32) and paced at
    half the closed-loop rate (the figure the target is checked on);
 4. batch: allocate-work?count=50, packages/s (and its pgbench floor, ``sql/bench/batch.sql``);
@@ -17,8 +18,8 @@ unless ``keep``):
 Every figure is reported with the reference it is compared to and the ratio, because absolute figures
 move with the machine; ratios measured in the same run are what the targets are about.
 
-The load generator runs in ``client_processes`` separate processes (asyncio + aiohttp, one connection
-per simulated worker) so that the client is not the bottleneck of a one-process Python loop.
+The load generator runs in ``client_processes`` separate processes (asyncio streams, one keep-alive
+connection per simulated worker) so that the client is not the bottleneck of a one-process Python loop.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class BenchOptions:
     proxies: int = 2_000
     client_processes: int = 0                           # 0 = one per 16 workers, at most 2
     pool_max: int | None = None                         # HUB_POOL_MAX per hub process (None = default)
+    rounds: int = 3                                     # interleaved floor/HTTP pairs; the median is reported
     floor: bool = True
     large: bool = False
     large_slots: int = 100_000
@@ -286,6 +288,20 @@ class Hub:
         self.stop()
         raise RuntimeError(f"hub did not become ready: {self.log_tail()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the hub's processes have used so far."""
+        import psutil
+
+        root = psutil.Process(self.proc.pid)
+        total = 0.0
+        for proc in (root, *root.children(recursive=True)):
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system
+        return total
+
     def log_tail(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-2000:]
@@ -315,83 +331,127 @@ def _load_process(base: str, admin_key: str, mode: str, concurrency: int, durati
                              period))
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection to the hub: the load generator's whole client.
+
+    Hand-written on asyncio streams rather than an HTTP library, for the same reason pgbench is C: the
+    load generator shares this machine's cores with the hub and PostgreSQL, and the CPU it spends is
+    taken from them. Measured per allocate -> submit cycle: aiohttp 0.9 ms of client CPU, about as much
+    as the hub itself (docs/performance.md, finding 16). The hub only sends Content-Length replies."""
+
+    def __init__(self, host: str, port: int, headers: dict[str, str]):
+        self.host, self.port = host, port
+        self.headers = "".join(f"{k}: {v}\r\n" for k, v in {"Host": f"{host}:{port}", **headers}.items()).encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, target: str, body: bytes = b"") -> tuple[int, bytes]:
+        try:
+            async with asyncio.timeout(30):
+                if self.writer is None:
+                    self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+                self.writer.write(b"%s %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (
+                    method.encode(), target.encode(), self.headers, len(body), body))
+                head = await self.reader.readuntil(b"\r\n\r\n")
+                status = int(head[9:12])
+                lowered = head.lower()
+                at = lowered.find(b"\r\ncontent-length:")
+                if at < 0:
+                    raise RuntimeError(f"reply without Content-Length: {head[:200]!r}")
+                length = int(lowered[at + 17:lowered.index(b"\r\n", at + 2)])
+                data = await self.reader.readexactly(length)
+                if b"\r\nconnection: close" in lowered:
+                    self.close()
+                return status, data
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
 async def _load(base: str, admin_key: str, mode: str, concurrency: int, duration: float, warmup: float,
                 count: int, max_cycles: int, offset: int, period: float = 0.0) -> dict:
     """Closed loop (period 0: each worker starts its next cycle at once), or paced: each worker starts a
     cycle every ``period`` seconds, as a fleet worker does between searches. Paced latencies count from
     the scheduled start, so a hub that falls behind is not hidden by the workers waiting for it
     (no coordinated omission)."""
-    import aiohttp
+    from urllib.parse import urlencode, urlsplit
+
     import orjson
 
     alloc_lat = array("d")
     submit_lat = array("d")
-    stats = {"cycles": 0, "packages": 0, "no_work": 0, "errors": 0, "requests": 0}
+    # sent: every request, warm-up included (what the hub's CPU time over the whole run is divided by)
+    stats = {"cycles": 0, "packages": 0, "no_work": 0, "errors": 0, "requests": 0, "sent": 0}
     headers = {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"}
+    address = urlsplit(base)
     start = time.perf_counter()
     measure_from = start + warmup
     stop_at = measure_from + duration
     first_error: list[str] = []
 
-    async def worker(session, i: int) -> None:
-        params = {"instance_number": (offset + i) % 64 + 1, "user_folder_number": 1, "count": count}
+    async def worker(i: int) -> None:
+        conn = _Connection(address.hostname, address.port, headers)
+        allocate_target = "/api/allocate-work?" + urlencode(
+            {"instance_number": (offset + i) % 64 + 1, "user_folder_number": 1, "count": count})
         done = 0
         # paced workers start spread over one period, so the offered load is even
         scheduled = start + period * ((offset + i) * 0.618034 % 1.0)
-        while done < max_cycles:
-            if period:
-                scheduled += period
-                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-            t0 = time.perf_counter()
-            if t0 >= stop_at:
-                return
-            if period:
-                t0 = min(t0, scheduled)
-            done += 1
-            try:
-                async with session.get(base + "/api/allocate-work", params=params) as r:
-                    raw = await r.read()
-                t1 = time.perf_counter()
-                measured = t0 >= measure_from and t1 <= stop_at
-                if r.status != 200:
-                    raise RuntimeError(f"allocate {r.status}: {raw[:200]!r}")
-                reply = orjson.loads(raw)
-                if measured:
-                    stats["requests"] += 1
-                    alloc_lat.append((t1 - t0) * 1000.0)
-                if reply["status"] != "allocated":
+        try:
+            while done < max_cycles:
+                if period:
+                    scheduled += period
+                    await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+                t0 = time.perf_counter()
+                if t0 >= stop_at:
+                    return
+                if period:
+                    t0 = min(t0, scheduled)
+                done += 1
+                try:
+                    stats["sent"] += 1
+                    status, raw = await conn.request("GET", allocate_target)
+                    t1 = time.perf_counter()
+                    measured = t0 >= measure_from and t1 <= stop_at
+                    if status != 200:
+                        raise RuntimeError(f"allocate {status}: {raw[:200]!r}")
+                    reply = orjson.loads(raw)
                     if measured:
-                        stats["no_work"] += 1
-                    await asyncio.sleep(0.01)
-                    continue
-                if mode == "batch":
-                    if measured:
-                        stats["packages"] += len(reply["allocations"])
-                    continue
-                key = reply["allocations"][0]["allocation_key"]
-                body = orjson.dumps({"allocation_key": key, **SUBMIT_BODY})
-                async with session.post(base + "/api/submit-result", data=body) as r:
-                    raw = await r.read()
-                t2 = time.perf_counter()
-                if r.status != 200:
-                    raise RuntimeError(f"submit {r.status}: {raw[:200]!r}")
-                if t0 >= measure_from and t2 <= stop_at:
-                    stats["requests"] += 1
-                    stats["cycles"] += 1
-                    submit_lat.append((t2 - t1) * 1000.0)
-            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
-                stats["errors"] += 1
-                if not first_error:
-                    first_error.append(f"{type(exc).__name__}: {exc}"[:300])
-                await asyncio.sleep(0.05)
+                        stats["requests"] += 1
+                        alloc_lat.append((t1 - t0) * 1000.0)
+                    if reply["status"] != "allocated":
+                        if measured:
+                            stats["no_work"] += 1
+                        await asyncio.sleep(0.01)
+                        continue
+                    if mode == "batch":
+                        if measured:
+                            stats["packages"] += len(reply["allocations"])
+                        continue
+                    key = reply["allocations"][0]["allocation_key"]
+                    body = orjson.dumps({"allocation_key": key, **SUBMIT_BODY})
+                    stats["sent"] += 1
+                    status, raw = await conn.request("POST", "/api/submit-result", body)
+                    t2 = time.perf_counter()
+                    if status != 200:
+                        raise RuntimeError(f"submit {status}: {raw[:200]!r}")
+                    if t0 >= measure_from and t2 <= stop_at:
+                        stats["requests"] += 1
+                        stats["cycles"] += 1
+                        submit_lat.append((t2 - t1) * 1000.0)
+                except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+                    stats["errors"] += 1
+                    if not first_error:
+                        first_error.append(f"{type(exc).__name__}: {exc}"[:300])
+                    await asyncio.sleep(0.05)
+        finally:
+            conn.close()
 
-    # aiohttp rather than httpx: per request it costs the client several times less CPU, and on a
-    # 2-core machine the load generator shares the cores with the hub and PostgreSQL (measured: httpx
-    # held one core at 94% while the hub idled at 31%).
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    async with aiohttp.ClientSession(connector=connector, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
-        await asyncio.gather(*(worker(session, i) for i in range(concurrency)))
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return {**stats, "alloc_lat": alloc_lat.tobytes(), "submit_lat": submit_lat.tobytes(),
             "first_error": first_error[0] if first_error else None}
 
@@ -413,7 +473,7 @@ def run_load(base: str, admin_key: str, *, mode: str, workers: int, duration: fl
                                max_cycles, off, period) for share, off in zip(shares, offsets)]
         parts = [f.result(timeout=duration + warmup + 180) for f in futures]
     alloc, submit = array("d"), array("d")
-    merged = {"cycles": 0, "packages": 0, "no_work": 0, "errors": 0, "requests": 0}
+    merged = {"cycles": 0, "packages": 0, "no_work": 0, "errors": 0, "requests": 0, "sent": 0}
     first_error = None
     for p in parts:
         for k in merged:
@@ -528,33 +588,40 @@ def run_bench(settings: Settings, admin_url: str, opts: BenchOptions, progress: 
         report["conditions"]["postgres"] = loaded["server"]
         progress("prepare database", 1, 1)
 
-        # 1. the floor
-        if opts.floor:
-            progress("pgbench floor (cycle)", 0, phase_s)
-            run_pgbench(url, bench_script("cycle.sql"), clients=opts.workers, duration=min(opts.warmup, 2) or 1,
-                        pgbench=pgbench)  # warm-up: caches, prepared plans
-            report["floor"] = run_pgbench(url, bench_script("cycle.sql"), clients=opts.workers,
-                                          duration=opts.duration, pgbench=pgbench)
-            progress("pgbench floor (cycle)", phase_s, phase_s)
-            progress("pgbench floor (batch)", 0, opts.duration)
-            report["batch_floor"] = run_pgbench(url, bench_script("batch.sql"), clients=opts.batch_workers,
-                                                duration=opts.duration, pgbench=pgbench,
-                                                defines={"count": opts.batch_count})
-            report["batch_floor"]["packages_per_s"] = round(report["batch_floor"]["tps"] * opts.batch_count, 1)
-            progress("pgbench floor (batch)", opts.duration, opts.duration)
-
-        # 2-4. the hub
-        progress(f"HTTP cycles, {opts.workers} workers", 0, phase_s)
+        # 1-2. the floor and the hub, interleaved: `rounds` pairs of pgbench then HTTP, each pair's ratio
+        # taken from two runs a few seconds apart, and the median pair reported, so a burst of other load
+        # on this shared machine moves one pair, not the figure (ratios are what the targets are about)
         h = hub(opts.hub_processes)
         try:
+            rounds = []
             before = asyncio.run(ledger_totals(url, settings))
-            report["cycles"] = run_load(h.base, admin_key, mode="cycle", workers=opts.workers,
-                                        duration=opts.duration, warmup=opts.warmup,
-                                        client_processes=opts.client_processes)
+            for r in range(opts.rounds if opts.floor else 1):
+                floor = None
+                if opts.floor:
+                    progress(f"pgbench floor (cycle), round {r + 1}", 0, phase_s)
+                    if r == 0:  # warm-up: caches, prepared plans
+                        run_pgbench(url, bench_script("cycle.sql"), clients=opts.workers,
+                                    duration=min(opts.warmup, 2) or 1, pgbench=pgbench)
+                    floor = run_pgbench(url, bench_script("cycle.sql"), clients=opts.workers,
+                                        duration=opts.duration, pgbench=pgbench)
+                    progress(f"pgbench floor (cycle), round {r + 1}", phase_s, phase_s)
+                progress(f"HTTP cycles, {opts.workers} workers, round {r + 1}", 0, phase_s)
+                cpu_before = h.cpu_seconds()
+                cycles = run_load(h.base, admin_key, mode="cycle", workers=opts.workers, duration=opts.duration,
+                                  warmup=opts.warmup, client_processes=opts.client_processes)
+                # the hub's own CPU per request: a figure the machine's other load barely moves
+                cycles["hub_cpu_ms_per_request"] = (
+                    round((h.cpu_seconds() - cpu_before) * 1000.0 / cycles["sent"], 3) if cycles["sent"] else None)
+                rounds.append((ratio(cycles["cycles_per_s"], floor["tps"]) if floor else 0.0, floor, cycles))
+                progress(f"HTTP cycles, {opts.workers} workers, round {r + 1}", phase_s, phase_s)
             after = asyncio.run(ledger_totals(url, settings))
+            _, floor, report["cycles"] = sorted(rounds, key=lambda x: x[0])[len(rounds) // 2]
+            if floor:
+                report["floor"] = floor
+                report["rounds"] = [{"floor_tps": f["tps"], "cycles_per_s": c["cycles_per_s"], "ratio": q}
+                                    for q, f, c in rounds]
             report["cycles"]["ledger"] = {"success_added": after["success"] - before["success"],
                                           "exact": after["success"] == after["counted_success"]}
-            progress(f"HTTP cycles, {opts.workers} workers", phase_s, phase_s)
             # Closed-loop workers keep every core busy, so their latency is queueing: by Little's law
             # p50 ~ workers / (cycles/s). The p99 target is read at a load the hub sustains: the same
             # number of workers, paced to p99_load x the closed-loop rate (both figures are reported).
@@ -575,6 +642,13 @@ def run_bench(settings: Settings, admin_url: str, opts: BenchOptions, progress: 
                                       "offered_cycles_per_s": rate, "cycles_per_s": run["cycles_per_s"],
                                       **run["allocate"], "submit": run["submit"], "errors": run["errors"]}
             progress(f"allocate p99, {opts.p99_workers} paced workers", phase_s, phase_s)
+            if opts.floor:
+                progress("pgbench floor (batch)", 0, opts.duration)
+                report["batch_floor"] = run_pgbench(url, bench_script("batch.sql"), clients=opts.batch_workers,
+                                                    duration=opts.duration, pgbench=pgbench,
+                                                    defines={"count": opts.batch_count})
+                report["batch_floor"]["packages_per_s"] = round(report["batch_floor"]["tps"] * opts.batch_count, 1)
+                progress("pgbench floor (batch)", opts.duration, opts.duration)
             progress(f"batch allocation, count={opts.batch_count}", 0, phase_s)
             report["batch"] = run_load(h.base, admin_key, mode="batch", workers=opts.batch_workers,
                                        duration=opts.duration, warmup=opts.warmup, count=opts.batch_count,

@@ -206,6 +206,8 @@ async def minute_job(run: JobRun) -> None:
     await run.step("settings_rollup", lambda: db.run(analysis.rollup_settings, settings))
     # the same for the trend charts: a closed day's totals are summed once, not on every chart
     await run.step("daily_totals", lambda: db.run(analysis.refresh_daily_totals, settings))
+    # and for the per-client analysis: the dashboard reads the rollup plus the last minutes of raw rows
+    await run.step("client_rollup", lambda: db.run(analysis.rollup_client_days, settings))
 
 
 async def midnight_job(run: JobRun) -> None:
@@ -252,6 +254,10 @@ async def monthly_job(run: JobRun) -> None:
         await run.step(f"archive_{live.removeprefix('v1_hub_')}", lambda live=live, archive=archive: db.run(
             archive_partitions, s, live, archive, results_cutoff))
     logs_cutoff = now - timedelta(weeks=s.retain_activity_log_weeks)
+    # before the logs move: a day is never read from a rollup while its raw rows are gone (without its
+    # rollup a day is read raw, or from the weekly rollup once archived: exact either way)
+    await run.step("prune_client_rollup", lambda: db.run(
+        _execute, "client_day_rollup_prune", {"cutoff": logs_cutoff}))
     await run.step("archive_client_activity_logs", lambda: db.run(
         archive_partitions, s, *ACTIVITY_PARTITIONS, logs_cutoff))
 

@@ -8,14 +8,17 @@ with ``-- name: some_name``), as procrastinate keeps its ``queries.sql``. Core m
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+# `-- plan: custom` in a query: never prepared on the server, so each run is planned with its values
+_CUSTOM_PLAN = re.compile(r"^--\s*plan:\s*custom\s*$", re.MULTILINE)
 
 Params = Mapping[str, Any] | None
 
@@ -46,21 +49,27 @@ def sql(name: str) -> str:
         raise KeyError(f"no query named {name!r} in workhub/sql/queries") from None
 
 
+@lru_cache
+def _prepare(name: str) -> bool | None:
+    """False (never prepare) for `-- plan: custom` queries, else the connection's prepare_threshold."""
+    return False if _CUSTOM_PLAN.search(sql(name)) else None
+
+
 async def fetch_one(conn: AsyncConnection, name: str, params: Params = None) -> dict[str, Any] | None:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql(name), params)
+        await cur.execute(sql(name), params, prepare=_prepare(name))
         return await cur.fetchone()
 
 
 async def fetch_all(conn: AsyncConnection, name: str, params: Params = None) -> list[dict[str, Any]]:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(sql(name), params)
+        await cur.execute(sql(name), params, prepare=_prepare(name))
         return await cur.fetchall()
 
 
 async def fetch_val(conn: AsyncConnection, name: str, params: Params = None) -> Any:
     async with conn.cursor() as cur:
-        await cur.execute(sql(name), params)
+        await cur.execute(sql(name), params, prepare=_prepare(name))
         row = await cur.fetchone()
         return None if row is None else row[0]
 
@@ -68,7 +77,7 @@ async def fetch_val(conn: AsyncConnection, name: str, params: Params = None) -> 
 async def execute(conn: AsyncConnection, name: str, params: Params = None) -> int:
     """Run a statement; returns the affected row count."""
     async with conn.cursor() as cur:
-        await cur.execute(sql(name), params)
+        await cur.execute(sql(name), params, prepare=_prepare(name))
         return cur.rowcount
 
 

@@ -2,24 +2,49 @@
 -- Each keeps the guide's grouping and formulas so its numbers equal the guide's query on the same data.
 
 -- name: analysis_client_performance
--- Seed 3.3 for one work day (the guide's `reported_at >= CURRENT_DATE` is today's case).
+-- Seed 3.3 for one work day (the guide's `reported_at >= CURRENT_DATE` is today's case), from the day's
+-- client rollup (migration 0009) up to its mark and the raw log rows from the mark to the day's end; a
+-- day without a mark is read raw. One statement, so the rollup and its mark are one snapshot. Sums over
+-- counts, so avg_time is the guide's AVG (the same numeric division) and the other figures its counts.
+WITH mark AS (
+    SELECT m.day_start, m.rolled_until
+    FROM v1_hub_client_day_marks m
+    WHERE m.day_start = %(day)s::date::timestamptz AND m.day_end = (%(day)s::date + 1)::timestamptz
+), parts AS (
+    SELECT r.client_ip, r.instance_number, r.tasks, r.timed, r.sum_execution_ms, r.successes, r.failures,
+           r.blocks, r.results, r.last_activity
+    FROM v1_hub_client_day_rollup r JOIN mark USING (day_start)
+    UNION ALL
+    SELECT al.client_ip, al.instance_number, count(*), count(al.execution_time_ms), sum(al.execution_time_ms),
+           count(*) FILTER (WHERE al.status = 'success'),
+           count(*) FILTER (WHERE al.status = 'failed'),
+           count(*) FILTER (WHERE al.status = 'blocked'),
+           count(*) FILTER (WHERE al.action = 'submit'),
+           max(al.reported_at)
+    FROM v1_hub_client_activity_logs al
+    WHERE al.reported_at >= coalesce((SELECT rolled_until FROM mark), %(day)s::date::timestamptz)
+      AND al.reported_at < (%(day)s::date + 1)::timestamptz
+    GROUP BY al.client_ip, al.instance_number
+)
 SELECT c.client_ip,
        c.client_name,
-       count(DISTINCT al.instance_number) AS active_instances,
-       count(*) AS today_tasks,
-       avg(al.execution_time_ms) AS avg_time,
-       sum(CASE WHEN al.status = 'success' THEN 1 ELSE 0 END) AS successes,
-       count(*) FILTER (WHERE al.status = 'failed') AS failures,
-       count(*) FILTER (WHERE al.status = 'blocked') AS blocks,
-       count(*) FILTER (WHERE al.action = 'submit') AS results,
-       max(al.reported_at) AS last_activity,
+       count(DISTINCT p.instance_number) AS active_instances,
+       sum(p.tasks)::bigint AS today_tasks,
+       sum(p.sum_execution_ms) / nullif(sum(p.timed), 0) AS avg_time,
+       sum(p.successes)::bigint AS successes,
+       sum(p.failures)::bigint AS failures,
+       sum(p.blocks)::bigint AS blocks,
+       sum(p.results)::bigint AS results,
+       max(p.last_activity) AS last_activity,
        c.last_seen_at
-FROM v1_hub_clients c
-JOIN v1_hub_client_activity_logs al ON c.client_ip = al.client_ip
-WHERE al.reported_at >= %(day)s::date::timestamptz
-  AND al.reported_at < (%(day)s::date + 1)::timestamptz
+FROM parts p
+JOIN v1_hub_clients c ON c.client_ip = p.client_ip
 GROUP BY c.client_ip, c.client_name, c.last_seen_at
 ORDER BY today_tasks DESC, c.client_ip;
+
+-- name: analysis_client_rollup
+-- Advances one day's client rollup (migration 0009) to what has closed; the minute job's step.
+SELECT rolled_until, log_rows FROM v1_hub_client_day_rollup(%(day)s::date, %(now)s::timestamptz);
 
 -- name: analysis_client_performance_rollup
 -- The same day from the weekly rollup, once the raw activity log has been retired.

@@ -103,6 +103,11 @@ SELECT v1_hub_ensure_partitions(%(now)s, %(months_ahead)s, %(weeks_ahead)s);
 -- name: archive_partitions
 SELECT v1_hub_archive_partitions(%(parent)s, %(archive)s, %(cutoff)s);
 
+-- name: client_day_rollup_prune
+-- The per-client day rollup (migration 0009) of days whose activity log leaves with the retention:
+-- a day it no longer stands in for is read raw (or from the weekly rollup once archived), as before.
+DELETE FROM v1_hub_client_day_marks WHERE day_end <= %(cutoff)s;
+
 -- name: rollup_stats
 SELECT v1_hub_rollup_stats(%(from_date)s, %(to_date)s);
 
