@@ -3,8 +3,9 @@
 Every worker cycle is one allocate and one submit, so these two routes are nearly all of a hub's
 traffic. Through FastAPI each one pays for route matching, the dependency graph, a Request object, the
 exception middleware and a response object: measured, 0.70-0.79 ms of hub CPU per request through
-FastAPI, 0.41-0.44 ms here (docs/performance.md, finding 15). This pure-ASGI middleware answers the common case directly and calls
-the very functions the routes call (``worker.allocate`` and ``worker.submit``) with the very models.
+FastAPI, 0.41-0.44 ms here (docs/performance.md, finding 15). This pure-ASGI middleware answers the
+common case directly and calls the very functions the routes call (``worker.allocate`` and
+``worker.submit``) with the very models.
 
 Anything it is not sure about goes to FastAPI untouched, with the body it read replayed: a body that is
 not JSON or not valid, a query string with unknown, repeated or non-numeric parameters, another content
