@@ -47,7 +47,11 @@ class Principal:
 
 
 def bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
+    return bearer_token(request.headers.get("authorization", ""))
+
+
+def bearer_token(header: str) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header value, or None."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
 from workhub.api import worker
+from workhub.auth import bearer_token
 from workhub.errors import HubError
 from workhub.web import scope_client_ip
 
@@ -152,9 +153,7 @@ def _is_json(scope: dict) -> bool:
 def _bearer(scope: dict) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            token = token.strip()
-            return token if scheme.lower() == "bearer" and token else None
+            return bearer_token(value.decode("latin-1"))
     return None
 
 

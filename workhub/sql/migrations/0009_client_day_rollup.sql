@@ -49,6 +49,26 @@ CREATE TABLE IF NOT EXISTS v1_hub_client_day_rollup (
 CREATE UNIQUE INDEX IF NOT EXISTS v1_hub_client_day_rollup_key ON v1_hub_client_day_rollup
     (day_start, client_ip, instance_number) NULLS NOT DISTINCT;
 
+-- The guide's 3.3 aggregates over the activity log rows reported in [p_from, p_to), per client and
+-- instance: what the roller adds to the rollup and what the reader adds after the day's mark, one
+-- definition for both. A plain SQL function, so the planner inlines it into either query (the
+-- reported_at index still drives). sum_execution_ms is NULL when no row in the group has a time.
+CREATE OR REPLACE FUNCTION v1_hub_client_log_sums(p_from timestamptz, p_to timestamptz)
+RETURNS TABLE (client_ip inet, instance_number integer, tasks bigint, timed bigint, sum_execution_ms bigint,
+               successes bigint, failures bigint, blocks bigint, results bigint, last_activity timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT al.client_ip, al.instance_number, count(*), count(al.execution_time_ms),
+           sum(al.execution_time_ms)::bigint,
+           count(*) FILTER (WHERE al.status = 'success'),
+           count(*) FILTER (WHERE al.status = 'failed'),
+           count(*) FILTER (WHERE al.status = 'blocked'),
+           count(*) FILTER (WHERE al.action = 'submit'),
+           max(al.reported_at)
+    FROM v1_hub_client_activity_logs al
+    WHERE al.reported_at >= p_from AND al.reported_at < p_to
+    GROUP BY al.client_ip, al.instance_number
+$$;
+
 -- Advances day p_day (a date of this session's TimeZone) to date_bin(p_step, p_now - p_lag) from its
 -- midnight, or to its end once p_now - p_lag is past it, adding the rows of [old mark, new mark) to the
 -- rollup in the same transaction. Returns the day's mark and how many log rows this call added.
@@ -90,22 +110,13 @@ BEGIN
     END IF;
 
     WITH fresh AS (
-        SELECT client_ip, instance_number, count(*) AS tasks, count(execution_time_ms) AS timed,
-               coalesce(sum(execution_time_ms), 0) AS sum_ms,
-               count(*) FILTER (WHERE status = 'success') AS successes,
-               count(*) FILTER (WHERE status = 'failed') AS failures,
-               count(*) FILTER (WHERE status = 'blocked') AS blocks,
-               count(*) FILTER (WHERE action = 'submit') AS results,
-               max(reported_at) AS last_activity
-        FROM v1_hub_client_activity_logs
-        WHERE reported_at >= done AND reported_at < target
-        GROUP BY client_ip, instance_number
+        SELECT * FROM v1_hub_client_log_sums(done, target)
     ), added AS (
         INSERT INTO v1_hub_client_day_rollup AS r
             (day_start, client_ip, instance_number, tasks, timed, sum_execution_ms, successes, failures, blocks,
              results, last_activity)
-        SELECT v_start, client_ip, instance_number, tasks, timed, sum_ms, successes, failures, blocks, results,
-               last_activity
+        SELECT v_start, client_ip, instance_number, tasks, timed, coalesce(sum_execution_ms, 0), successes,
+               failures, blocks, results, last_activity
         FROM fresh
         ON CONFLICT (day_start, client_ip, instance_number) DO UPDATE SET
             tasks = r.tasks + EXCLUDED.tasks,

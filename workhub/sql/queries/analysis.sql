@@ -15,16 +15,10 @@ WITH mark AS (
            r.blocks, r.results, r.last_activity
     FROM v1_hub_client_day_rollup r JOIN mark USING (day_start)
     UNION ALL
-    SELECT al.client_ip, al.instance_number, count(*), count(al.execution_time_ms), sum(al.execution_time_ms),
-           count(*) FILTER (WHERE al.status = 'success'),
-           count(*) FILTER (WHERE al.status = 'failed'),
-           count(*) FILTER (WHERE al.status = 'blocked'),
-           count(*) FILTER (WHERE al.action = 'submit'),
-           max(al.reported_at)
-    FROM v1_hub_client_activity_logs al
-    WHERE al.reported_at >= coalesce((SELECT rolled_until FROM mark), %(day)s::date::timestamptz)
-      AND al.reported_at < (%(day)s::date + 1)::timestamptz
-    GROUP BY al.client_ip, al.instance_number
+    SELECT s.*
+    -- the mark as a lateral column, not a sub-select argument, which would keep the function from being inlined
+    FROM (SELECT coalesce((SELECT rolled_until FROM mark), %(day)s::date::timestamptz) AS since) tail,
+         LATERAL v1_hub_client_log_sums(tail.since, (%(day)s::date + 1)::timestamptz) s
 )
 SELECT c.client_ip,
        c.client_name,

@@ -5,8 +5,8 @@
 -- Today's progress per slot; sort key and direction are whitelisted by the caller.
 -- plan: custom
 -- A generic plan cannot fold the sort CASEs and the empty search: it joined all 100k slots and sorted on
--- every CASE (150-165 ms at 100k slots against 55-77 ms planned with the values; psycopg prepares a
--- query after 5 runs and PostgreSQL then prefers the generic plan, as its estimate looks cheaper).
+-- every CASE (169-175 ms against 73-88 ms planned with the values; docs/performance.md, finding 14).
+-- psycopg prepares a query after 5 runs and PostgreSQL then prefers the generic plan (it looks cheaper).
 SELECT slot_id, keyword, code, is_active, pace, target_count, allocated_count, in_flight_count,
        success_count, failed_count, blocked_count, expired_count, remaining_count, completion_rate,
        last_result_at
